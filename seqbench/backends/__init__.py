@@ -1,0 +1,36 @@
+"""Backends behind one layer contract.
+
+Each backend module exposes ``LAYERS = {cell: (forward, backward)}`` with
+
+    forward(p, x, state0, opts) -> (out (B, T, O), state_n tuple, cache)
+    backward(p, cache, dout (B, T, O), dstate_n tuple) -> (grads, dx (B, T, I), dstate0, dh_norms (T,))
+
+for one layer and one direction; ``p`` holds short parameter names (``weight_ih``, ...).
+Modules are imported on first use so that ``import seqbench`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import ConfigError
+
+BACKENDS = {
+    "numba": "seqbench.backends.numba_cpu",
+    "numpy": "seqbench.backends.reference",
+    "cuda": "seqbench.backends.cuda_gpu",
+}
+
+
+def check_backend(name: str) -> str:
+    if name not in BACKENDS:
+        raise ConfigError(f"backend {name!r} is not known; use one of {', '.join(BACKENDS)}")
+    return name
+
+
+def layer_functions(backend: str, cell: str):
+    """(forward, backward) of one cell on one backend."""
+    module = importlib.import_module(BACKENDS[check_backend(backend)])
+    if cell not in module.LAYERS:
+        raise ConfigError(f"cell {cell!r} has no {backend!r} implementation")
+    return module.LAYERS[cell]

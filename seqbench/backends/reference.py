@@ -1,0 +1,207 @@
+"""NumPy reference of every cell: slow, step by step, obviously correct. The test oracle.
+
+Same layer contract as the Numba backend (batch-first x: (B, T, I)), written independently
+of the kernels: plain textbook equations forward, and the chain rule applied step by step
+backward, with no hoisting or fusion.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _sig(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _norms(d):  # (B, H) -> mean over B of ||d_b||
+    return np.sqrt((d * d).sum(axis=1)).mean()
+
+
+def _zeros_like_params(p):
+    return {k: np.zeros_like(v) for k, v in p.items()}
+
+
+# ---------------------------------------------------------------- elman
+
+
+def elman_forward(p, x, state0, opts):
+    relu = opts["nonlinearity"] == "relu"
+    (h,) = state0
+    hs = []
+    for t in range(x.shape[1]):
+        z = x[:, t] @ p["weight_ih"].T + p["bias_ih"] + h @ p["weight_hh"].T + p["bias_hh"]
+        h = np.maximum(z, 0.0) if relu else np.tanh(z)
+        hs.append(h)
+    y = np.stack(hs, axis=1)
+    return y, (h.copy(),), (x, state0[0], y, relu)
+
+
+def elman_backward(p, cache, dout, dstate_n):
+    x, h0, y, relu = cache
+    g = _zeros_like_params(p)
+    dx = np.zeros_like(x)
+    T = x.shape[1]
+    norms = np.zeros(T, dtype=x.dtype)
+    dh = dstate_n[0].copy()
+    for t in reversed(range(T)):
+        dh = dh + dout[:, t]
+        norms[t] = _norms(dh)
+        h = y[:, t]
+        h_prev = y[:, t - 1] if t > 0 else h0
+        dz = dh * ((h > 0) if relu else (1.0 - h**2))
+        g["weight_ih"] += dz.T @ x[:, t]
+        g["weight_hh"] += dz.T @ h_prev
+        g["bias_ih"] += dz.sum(0)
+        g["bias_hh"] += dz.sum(0)
+        dx[:, t] = dz @ p["weight_ih"]
+        dh = dz @ p["weight_hh"]
+    return g, dx, (dh,), norms
+
+
+# ---------------------------------------------------------------- lstm
+
+
+def _lstm_gates(p, xt, h):
+    H = h.shape[1]
+    z = xt @ p["weight_ih"].T + p["bias_ih"] + h @ p["weight_hh"].T + p["bias_hh"]
+    i, f, g, o = (z[:, k * H : (k + 1) * H] for k in range(4))
+    return _sig(i), _sig(f), np.tanh(g), _sig(o)
+
+
+def lstm_forward(p, x, state0, opts):
+    h, c = state0
+    hs, cs, gs = [], [], []
+    for t in range(x.shape[1]):
+        i, f, g, o = _lstm_gates(p, x[:, t], h)
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        hs.append(h)
+        cs.append(c)
+        gs.append((i, f, g, o))
+    y = np.stack(hs, axis=1)
+    return y, (h.copy(), c.copy()), (x, state0, y, cs, gs)
+
+
+def lstm_backward(p, cache, dout, dstate_n):
+    x, (h0, c0), y, cs, gs = cache
+    g_ = _zeros_like_params(p)
+    dx = np.zeros_like(x)
+    T = x.shape[1]
+    norms = np.zeros(T, dtype=x.dtype)
+    dh, dc = dstate_n[0].copy(), dstate_n[1].copy()
+    for t in reversed(range(T)):
+        dh = dh + dout[:, t]
+        norms[t] = _norms(dh)
+        i, f, g, o = gs[t]
+        c = cs[t]
+        c_prev = cs[t - 1] if t > 0 else c0
+        h_prev = y[:, t - 1] if t > 0 else h0
+        tc = np.tanh(c)
+        dc = dc + dh * o * (1.0 - tc**2)
+        do = dh * tc
+        di, df, dg = dc * g, dc * c_prev, dc * i
+        dz = np.concatenate(
+            [di * i * (1 - i), df * f * (1 - f), dg * (1 - g**2), do * o * (1 - o)], axis=1
+        )
+        g_["weight_ih"] += dz.T @ x[:, t]
+        g_["weight_hh"] += dz.T @ h_prev
+        g_["bias_ih"] += dz.sum(0)
+        g_["bias_hh"] += dz.sum(0)
+        dx[:, t] = dz @ p["weight_ih"]
+        dh = dz @ p["weight_hh"]
+        dc = dc * f
+    return g_, dx, (dh, dc), norms
+
+
+# ---------------------------------------------------------------- gru
+
+
+def gru_forward(p, x, state0, opts):
+    (h,) = state0
+    H = h.shape[1]
+    hs, saved = [], []
+    for t in range(x.shape[1]):
+        gi = x[:, t] @ p["weight_ih"].T + p["bias_ih"]
+        gh = h @ p["weight_hh"].T + p["bias_hh"]
+        r = _sig(gi[:, :H] + gh[:, :H])
+        z = _sig(gi[:, H : 2 * H] + gh[:, H : 2 * H])
+        hn = gh[:, 2 * H :]
+        n = np.tanh(gi[:, 2 * H :] + r * hn)
+        h = (1 - z) * n + z * h
+        hs.append(h)
+        saved.append((r, z, n, hn))
+    y = np.stack(hs, axis=1)
+    return y, (h.copy(),), (x, state0[0], y, saved)
+
+
+def gru_backward(p, cache, dout, dstate_n):
+    x, h0, y, saved = cache
+    g = _zeros_like_params(p)
+    dx = np.zeros_like(x)
+    T = x.shape[1]
+    norms = np.zeros(T, dtype=x.dtype)
+    dh = dstate_n[0].copy()
+    for t in reversed(range(T)):
+        dh = dh + dout[:, t]
+        norms[t] = _norms(dh)
+        r, z, n, hn = saved[t]
+        h_prev = y[:, t - 1] if t > 0 else h0
+        dn = dh * (1 - z) * (1 - n**2)
+        dz = dh * (h_prev - n) * z * (1 - z)
+        dr = dn * hn * r * (1 - r)
+        d_in = np.concatenate([dr, dz, dn], axis=1)  # dL/d(W_ih x + b_ih)
+        d_hid = np.concatenate([dr, dz, dn * r], axis=1)  # dL/d(W_hh h + b_hh)
+        g["weight_ih"] += d_in.T @ x[:, t]
+        g["bias_ih"] += d_in.sum(0)
+        g["weight_hh"] += d_hid.T @ h_prev
+        g["bias_hh"] += d_hid.sum(0)
+        dx[:, t] = d_in @ p["weight_ih"]
+        dh = dh * z + d_hid @ p["weight_hh"]
+    return g, dx, (dh,), norms
+
+
+# ---------------------------------------------------------------- jordan
+
+
+def jordan_forward(p, x, state0, opts):
+    (yv,) = state0
+    hs, ys = [], []
+    for t in range(x.shape[1]):
+        h = np.tanh(x[:, t] @ p["weight_ih"].T + p["bias_ih"] + yv @ p["weight_yh"].T)
+        yv = h @ p["weight_hy"].T + p["bias_hy"]
+        hs.append(h)
+        ys.append(yv)
+    y = np.stack(ys, axis=1)
+    return y, (yv.copy(),), (x, state0[0], y, hs)
+
+
+def jordan_backward(p, cache, dout, dstate_n):
+    x, y0, y, hs = cache
+    g = _zeros_like_params(p)
+    dx = np.zeros_like(x)
+    T = x.shape[1]
+    norms = np.zeros(T, dtype=x.dtype)
+    dy = dstate_n[0].copy()
+    for t in reversed(range(T)):
+        dy = dy + dout[:, t]
+        norms[t] = _norms(dy)
+        h = hs[t]
+        y_prev = y[:, t - 1] if t > 0 else y0
+        g["weight_hy"] += dy.T @ h
+        g["bias_hy"] += dy.sum(0)
+        dz = (dy @ p["weight_hy"]) * (1 - h**2)
+        g["weight_ih"] += dz.T @ x[:, t]
+        g["bias_ih"] += dz.sum(0)
+        g["weight_yh"] += dz.T @ y_prev
+        dx[:, t] = dz @ p["weight_ih"]
+        dy = dz @ p["weight_yh"]
+    return g, dx, (dy,), norms
+
+
+LAYERS = {
+    "elman": (elman_forward, elman_backward),
+    "jordan": (jordan_forward, jordan_backward),
+    "lstm": (lstm_forward, lstm_backward),
+    "gru": (gru_forward, gru_backward),
+}

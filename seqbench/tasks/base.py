@@ -1,0 +1,90 @@
+"""The task contract: every task is a seeded generator, a loss, metrics, a baseline and an
+explicit "solved" test. The trainer and the ESN readout only ever talk to this interface.
+
+Shapes (batch-first, float64 from the generator; the trainer casts to the model's dtype):
+    x:        (B, T, input_size)
+    y:        readout "all":  (B, T) int labels  | (B, T, output_size) floats
+              readout "last": (B,)   int labels  | (B, output_size) floats
+    out:      what the output layer produced, same leading shape as y, last axis output_size
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+
+
+@dataclass
+class Batch:
+    x: np.ndarray
+    y: np.ndarray
+
+
+def softmax_cross_entropy(logits, labels):
+    """Mean cross-entropy over every labelled position; returns (loss, dL/dlogits)."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    flat = logp.reshape(-1, logp.shape[-1])
+    idx = labels.reshape(-1)
+    loss = -flat[np.arange(idx.size), idx].mean()
+    grad = np.exp(flat)
+    grad[np.arange(idx.size), idx] -= 1.0
+    return float(loss), (grad / idx.size).reshape(logits.shape).astype(logits.dtype, copy=False)
+
+
+def mean_squared_error(out, target):
+    """Mean over every element; returns (loss, dL/dout)."""
+    diff = out - target
+    return float(np.mean(diff * diff)), (2.0 * diff / diff.size).astype(out.dtype, copy=False)
+
+
+def accuracy(logits, labels) -> float:
+    return float(np.mean(np.argmax(logits, axis=-1) == labels))
+
+
+class Task:
+    """Base class. Subclasses set the class attributes and implement ``generate``."""
+
+    name = ""
+    kind = "classification"  # or "regression"
+    readout = "last"  # "all": a target at every step; "last": one per sequence
+    input_size = 1
+    output_size = 1
+    default_seq_len = 100
+
+    def __init__(self, seq_len: int | None = None):
+        seq_len = self.default_seq_len if seq_len is None else seq_len
+        if isinstance(seq_len, bool) or not isinstance(seq_len, (int, np.integer)) or seq_len < 1:
+            raise ConfigError(f"seq_len must be a positive integer, got {seq_len!r}")
+        self.seq_len = int(seq_len)
+
+    # -- to implement
+    def generate(self, rng: np.random.Generator, batch_size: int, split: str = "train") -> Batch:
+        raise NotImplementedError
+
+    @property
+    def baseline(self) -> float:
+        """Loss of the best memoryless predictor."""
+        raise NotImplementedError
+
+    def solved(self, loss: float, metrics: dict) -> bool:
+        return loss < 0.1 * self.baseline
+
+    # -- shared
+    @property
+    def steps(self) -> int:
+        """Length of the generated sequences (may exceed seq_len, e.g. copy: T + 20)."""
+        return self.seq_len
+
+    def loss(self, out, y):
+        if self.kind == "classification":
+            return softmax_cross_entropy(out, y)
+        return mean_squared_error(out, y)
+
+    def metrics(self, out, y) -> dict:
+        if self.kind == "classification":
+            return {"accuracy": accuracy(out, y)}
+        return {"nrmse": float(np.sqrt(np.mean((out - y) ** 2)) / max(np.std(y), 1e-12))}
