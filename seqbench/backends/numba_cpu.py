@@ -70,8 +70,9 @@ def elman_backward(p, cache, dout, dstate_n):
     dpre = np.empty_like(h_seq)
     dh0 = np.empty_like(h0)
     dh_norms = np.empty(h_seq.shape[0], dtype=h_seq.dtype)
-    k.elman_backward(_time_major(dout), dstate_n[0], h_seq, p["weight_hh"], relu, dpre, dh0,
-                     dh_norms)
+    k.elman_backward(
+        _time_major(dout), dstate_n[0], h_seq, p["weight_hh"], relu, dpre, dh0, dh_norms
+    )
     g = {}
     g["weight_ih"], g["bias_ih"], dx = _input_grads(dpre, x_tm, p)
     g["weight_hh"], g["bias_hh"] = _hidden_grads(dpre, _prev(h_seq, h0))
@@ -90,8 +91,9 @@ def lstm_forward(p, x, state0, opts):
     gates = np.empty_like(x_proj)
     c_seq = np.empty((T, B, G // 4), dtype=x_proj.dtype)
     h_seq = np.empty_like(c_seq)
-    k.lstm_forward(x_proj, np.ascontiguousarray(p["weight_hh"].T), p["bias_hh"], h0, c0, gates,
-                   c_seq, h_seq)
+    k.lstm_forward(
+        x_proj, np.ascontiguousarray(p["weight_hh"].T), p["bias_hh"], h0, c0, gates, c_seq, h_seq
+    )
     cache = (x_tm, h0, c0, gates, c_seq, h_seq)
     return h_seq.transpose(1, 0, 2), (h_seq[-1].copy(), c_seq[-1].copy()), cache
 
@@ -102,8 +104,19 @@ def lstm_backward(p, cache, dout, dstate_n):
     dpre = np.empty_like(gates)
     dh0, dc0 = np.empty_like(h0), np.empty_like(c0)
     dh_norms = np.empty(gates.shape[0], dtype=gates.dtype)
-    k.lstm_backward(_time_major(dout), dstate_n[0], dstate_n[1], gates, c_seq, c0, p["weight_hh"],
-                    dpre, dh0, dc0, dh_norms)
+    k.lstm_backward(
+        _time_major(dout),
+        dstate_n[0],
+        dstate_n[1],
+        gates,
+        c_seq,
+        c0,
+        p["weight_hh"],
+        dpre,
+        dh0,
+        dc0,
+        dh_norms,
+    )
     g = {}
     g["weight_ih"], g["bias_ih"], dx = _input_grads(dpre, x_tm, p)
     g["weight_hh"], g["bias_hh"] = _hidden_grads(dpre, _prev(h_seq, h0))
@@ -135,8 +148,18 @@ def gru_backward(p, cache, dout, dstate_n):
     dh_proj = np.empty_like(dx_proj)
     dh0 = np.empty_like(h0)
     dh_norms = np.empty(T, dtype=h_seq.dtype)
-    k.gru_backward(_time_major(dout), dstate_n[0], gates, h_seq, h0, p["weight_hh"], dx_proj,
-                   dh_proj, dh0, dh_norms)
+    k.gru_backward(
+        _time_major(dout),
+        dstate_n[0],
+        gates,
+        h_seq,
+        h0,
+        p["weight_hh"],
+        dx_proj,
+        dh_proj,
+        dh0,
+        dh_norms,
+    )
     g = {}
     g["weight_ih"], g["bias_ih"], dx = _input_grads(dx_proj, x_tm, p)
     g["weight_hh"], g["bias_hh"] = _hidden_grads(dh_proj, _prev(h_seq, h0))
@@ -154,8 +177,15 @@ def jordan_forward(p, x, state0, opts):
     T, B, H = x_proj.shape
     h_seq = np.empty_like(x_proj)
     y_seq = np.empty((T, B, y0.shape[1]), dtype=x_proj.dtype)
-    k.jordan_forward(x_proj, np.ascontiguousarray(p["weight_yh"].T),
-                     np.ascontiguousarray(p["weight_hy"].T), p["bias_hy"], y0, h_seq, y_seq)
+    k.jordan_forward(
+        x_proj,
+        np.ascontiguousarray(p["weight_yh"].T),
+        np.ascontiguousarray(p["weight_hy"].T),
+        p["bias_hy"],
+        y0,
+        h_seq,
+        y_seq,
+    )
     cache = (x_tm, y0, h_seq, y_seq)
     return y_seq.transpose(1, 0, 2), (y_seq[-1].copy(),), cache
 
@@ -167,8 +197,17 @@ def jordan_backward(p, cache, dout, dstate_n):
     dpre = np.empty_like(h_seq)
     dy0 = np.empty_like(y0)
     dh_norms = np.empty(h_seq.shape[0], dtype=h_seq.dtype)
-    k.jordan_backward(_time_major(dout), dstate_n[0], h_seq, p["weight_yh"], p["weight_hy"],
-                      dy_tot, dpre, dy0, dh_norms)
+    k.jordan_backward(
+        _time_major(dout),
+        dstate_n[0],
+        h_seq,
+        p["weight_yh"],
+        p["weight_hy"],
+        dy_tot,
+        dpre,
+        dy0,
+        dh_norms,
+    )
     g = {}
     g["weight_ih"], g["bias_ih"], dx = _input_grads(dpre, x_tm, p)
     g["weight_yh"] = _wgrad(dpre, _prev(y_seq, y0))

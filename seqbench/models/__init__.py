@@ -7,7 +7,31 @@ from ..errors import ConfigError
 from .cells import CELLS, check_size
 from .recurrent import DTYPES, Gradients, RecurrentModel, Tape
 
-__all__ = ["CELLS", "build_model", "RecurrentModel", "Tape", "Gradients"]
+__all__ = ["CELLS", "MODELS", "build_model", "RecurrentModel", "Tape", "Gradients"]
+
+
+def _build_recurrent(
+    cell, input_size, hidden_size, num_layers, bidirectional, dtype, backend, seed, options
+):
+    spec = CELLS[cell]
+    options = spec.resolve_options(hidden_size, options)
+    return RecurrentModel(
+        spec, input_size, hidden_size, num_layers, bidirectional, dtype, backend, seed, options
+    )
+
+
+def _build_esn(
+    cell, input_size, hidden_size, num_layers, bidirectional, dtype, backend, seed, options
+):
+    if num_layers != 1 or bidirectional:
+        raise ConfigError("esn is a single reservoir: use num_layers=1 and bidirectional=False")
+    from .esn import build_esn
+
+    return build_esn(input_size, hidden_size, dtype=dtype, backend=backend, seed=seed, **options)
+
+
+# Every model the CLI, the suites and the tests can name: the cells, and the reservoir.
+MODELS = {**{name: _build_recurrent for name in CELLS}, "esn": _build_esn}
 
 
 def build_model(
@@ -23,8 +47,8 @@ def build_model(
     **cell_options,
 ):
     """Build a model; every argument is validated here so kernels never see a bad value."""
-    if cell not in CELLS:
-        raise ConfigError(f"cell {cell!r} is not known; use one of {', '.join(sorted(CELLS))}")
+    if cell not in MODELS:
+        raise ConfigError(f"cell {cell!r} is not known; use one of {', '.join(sorted(MODELS))}")
     input_size = check_size("input_size", input_size)
     hidden_size = check_size("hidden_size", hidden_size)
     num_layers = check_size("num_layers", num_layers)
@@ -36,8 +60,6 @@ def build_model(
     check_backend(backend)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-    spec = CELLS[cell]
-    options = spec.resolve_options(hidden_size, cell_options)
-    return RecurrentModel(
-        spec, input_size, hidden_size, num_layers, bidirectional, dtype, backend, seed, options
+    return MODELS[cell](
+        cell, input_size, hidden_size, num_layers, bidirectional, dtype, backend, seed, cell_options
     )

@@ -150,7 +150,9 @@ class RecurrentModel:
         if I != self.input_size:
             raise ConfigError(f"x has {I} features but the model has input_size={self.input_size}")
         if B == 0 or T == 0:
-            raise ConfigError(f"x must have at least one sequence and one step, got shape {x.shape}")
+            raise ConfigError(
+                f"x must have at least one sequence and one step, got shape {x.shape}"
+            )
         if not np.issubdtype(x.dtype, np.number):
             raise ConfigError(f"x must be numeric, got dtype {x.dtype}")
         x = np.ascontiguousarray(x, dtype=self._np_dtype)

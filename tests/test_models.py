@@ -1,0 +1,167 @@
+"""Numerics of every cell: Numba kernels vs the NumPy reference, finite differences, torch."""
+
+import numpy as np
+import pytest
+from conftest import CELL_CASES, case_id
+
+import seqbench as sb
+
+STACKS = [(1, False), (1, True), (2, False), (2, True)]  # (num_layers, bidirectional)
+
+
+def _model(case, backend, dtype="float64", layers=1, bi=False, I=3, H=5, seed=7):
+    cell, opts = case
+    return sb.build_model(
+        cell,
+        I,
+        H,
+        num_layers=layers,
+        bidirectional=bi,
+        dtype=dtype,
+        backend=backend,
+        seed=seed,
+        **opts,
+    )
+
+
+def _random_state(model, rng, B):
+    n = model.num_layers * model.num_directions
+    h = rng.standard_normal((n, B, model.state_size)) * 0.5
+    if model.spec.n_states == 2:
+        return (h, rng.standard_normal((n, B, model.hidden_size)) * 0.5)
+    return h
+
+
+def _as_tuple(s):
+    return s if isinstance(s, tuple) else (s,)
+
+
+def _run(model, x, h0, dy, dh_n):
+    y, tape = model.forward(x, h0)
+    return y, tape, model.backward(tape, dy, dh_n)
+
+
+@pytest.mark.parametrize("stack", STACKS, ids=lambda s: f"L{s[0]}{'-bi' if s[1] else ''}")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", CELL_CASES, ids=case_id)
+def test_numba_matches_reference(case, dtype, stack, rng):
+    layers, bi = stack
+    ref, fast = (_model(case, b, dtype, layers, bi) for b in ("numpy", "numba"))
+    x = rng.standard_normal((3, 6, 3))
+    h0 = _random_state(ref, rng, 3)
+    y_ref, tape_ref = ref.forward(x, h0)
+    dy = rng.standard_normal(y_ref.shape)
+    dh_n = tuple(rng.standard_normal(s.shape) for s in _as_tuple(tape_ref.state_n))
+    dh_n = dh_n if len(dh_n) == 2 else dh_n[0]
+    g_ref = ref.backward(tape_ref, dy, dh_n)
+    y, tape, g = _run(fast, x, h0, dy, dh_n)
+    tol = 1e-12 if dtype == "float64" else 1e-5
+
+    def close(a, b, what):
+        scale = max(1.0, float(np.max(np.abs(b))))
+        assert np.max(np.abs(a - b)) <= tol * scale, what
+
+    assert y.dtype == np.dtype(dtype) and g["input"].dtype == np.dtype(dtype)
+    close(y, y_ref, "y")
+    for a, b in zip(_as_tuple(tape.state_n), _as_tuple(tape_ref.state_n), strict=True):
+        close(a, b, "final state")
+    assert set(g) == set(g_ref) == set(fast.state_dict()) | {"input"}
+    for k in g_ref:
+        close(g[k], g_ref[k], k)
+    close(g.dh_norms, g_ref.dh_norms, "dh_norms")
+    for a, b in zip(_as_tuple(g.initial_state), _as_tuple(g_ref.initial_state), strict=True):
+        close(a, b, "dL/dh0")
+
+
+def _loss(model, x, h0, r_y, r_state):
+    y, tape = model.forward(x, h0)
+    total = np.sum(y * r_y)
+    for s, r in zip(_as_tuple(tape.state_n), r_state, strict=True):
+        total += np.sum(s * r)
+    return total
+
+
+def _fd(f, a, eps=1e-6):
+    """Central finite differences of the scalar f() w.r.t. every entry of a (in place)."""
+    g = np.zeros_like(a)
+    for i in np.ndindex(a.shape):
+        old = a[i]
+        a[i] = old + eps
+        fp = f()
+        a[i] = old - eps
+        fm = f()
+        a[i] = old
+        g[i] = (fp - fm) / (2 * eps)
+    return g
+
+
+def _rel_err(a, b):  # max entry error relative to the tensor's largest entry
+    return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-8)
+
+
+@pytest.mark.parametrize("stack", STACKS, ids=lambda s: f"L{s[0]}{'-bi' if s[1] else ''}")
+@pytest.mark.parametrize("case", CELL_CASES, ids=case_id)
+def test_backward_matches_finite_differences(case, stack, rng):
+    layers, bi = stack
+    model = _model(case, "numba", "float64", layers, bi, I=2, H=3)
+    x = rng.standard_normal((2, 4, 2))
+    h0 = _random_state(model, rng, 2)
+    y, tape = model.forward(x, h0)
+    r_y = rng.standard_normal(y.shape)
+    r_state = [rng.standard_normal(s.shape) for s in _as_tuple(tape.state_n)]
+    dh_n = tuple(r_state) if len(r_state) == 2 else r_state[0]
+    grads = model.backward(tape, r_y, dh_n)
+
+    def loss():
+        return _loss(model, x, h0, r_y, r_state)
+
+    for name, p in model.params.items():
+        assert _rel_err(grads[name], _fd(loss, p)) < 1e-6, name
+    assert _rel_err(grads["input"], _fd(loss, x)) < 1e-6
+    for g0, s0 in zip(_as_tuple(grads.initial_state), _as_tuple(h0), strict=True):
+        assert _rel_err(g0, _fd(loss, s0)) < 1e-6
+
+
+def test_dh_norms_are_the_state_gradient_norms(rng):
+    """Unidirectional, one layer: dh_norms[t] = mean_b ||dL/dh_t|| with dL/dh_T = dy_T."""
+    model = _model(("gru", {}), "numba", layers=1)
+    x = rng.standard_normal((4, 5, 3))
+    y, tape = model.forward(x)
+    dy = np.zeros_like(y)
+    dy[:, -1] = rng.standard_normal((4, 5))
+    g = model.backward(tape, dy)
+    assert g.dh_norms.shape == (1, 5)
+    assert np.isclose(g.dh_norms[0, -1], np.linalg.norm(dy[:, -1], axis=1).mean())
+    assert np.all(g.dh_norms[0, :-1] > 0)
+
+
+def test_final_state_is_last_output_and_layout(rng):
+    model = _model(("lstm", {}), "numba", layers=2, bi=True)
+    x = rng.standard_normal((3, 4, 3))
+    y, tape = model.forward(x)
+    assert y.shape == (3, 4, 10) and tape.h_n.shape == (4, 3, 5) and tape.c_n.shape == (4, 3, 5)
+    np.testing.assert_array_equal(tape.h_n[2], y[:, -1, :5])  # layer 1 forward: last step
+    np.testing.assert_array_equal(tape.h_n[3], y[:, 0, 5:])  # layer 1 reverse: first step
+
+
+@pytest.mark.parametrize("init", ["orthogonal", "identity", "spectral:0.5"])
+def test_recurrent_inits(init):
+    model = sb.build_model("elman", 3, 8, init=init, dtype="float64")
+    w = model.params["weight_hh_l0"]
+    if init == "orthogonal":
+        np.testing.assert_allclose(w @ w.T, np.eye(8), atol=1e-12)
+    elif init == "identity":
+        np.testing.assert_array_equal(w, np.eye(8))
+        assert not model.params["bias_hh_l0"].any()
+    else:
+        assert np.isclose(np.max(np.abs(np.linalg.eigvals(w))), 0.5)
+
+
+def test_lstm_forget_bias_and_seeding():
+    a = sb.build_model("lstm", 3, 4, forget_bias=1.0, seed=3)
+    total = a.params["bias_ih_l0"][4:8] + a.params["bias_hh_l0"][4:8]
+    np.testing.assert_array_equal(total, np.ones(4, dtype=np.float32))
+    b = sb.build_model("lstm", 3, 4, forget_bias=1.0, seed=3)
+    c = sb.build_model("lstm", 3, 4, forget_bias=1.0, seed=4)
+    assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
+    assert not np.array_equal(a.params["weight_hh_l0"], c.params["weight_hh_l0"])
