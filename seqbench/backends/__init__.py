@@ -3,7 +3,8 @@
 Each backend module exposes ``LAYERS = {cell: (forward, backward)}`` with
 
     forward(p, x, state0, opts) -> (out (B, T, O), state_n tuple, cache)
-    backward(p, cache, dout (B, T, O), dstate_n tuple) -> (grads, dx (B, T, I), dstate0, dh_norms (T,))
+    backward(p, cache, dout (B, T, O), dstate_n tuple)
+        -> (grads, dx (B, T, I), dstate0, dh_norms (T,))
 
 for one layer and one direction; ``p`` holds short parameter names (``weight_ih``, ...).
 Modules are imported on first use so that ``import seqbench`` stays light.

@@ -61,7 +61,7 @@ class RecurrentModel:
         self._fwd, self._bwd = layer_functions(self.backend, self.spec.name)
         self._np_dtype = DTYPES[self.dtype]
         rng = np.random.default_rng(self.seed)
-        for layer, direction, suffix in self._units():
+        for layer, _direction, suffix in self._units():
             fan_in = self._layer_input_size(layer)
             p = self.spec.init_params(rng, fan_in, self.hidden_size, self.options, self._np_dtype)
             self.params.update({f"{k}{suffix}": v for k, v in p.items()})

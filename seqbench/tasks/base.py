@@ -45,6 +45,27 @@ def accuracy(logits, labels) -> float:
     return float(np.mean(np.argmax(logits, axis=-1) == labels))
 
 
+# -- small helpers shared by the generators
+
+SPLITS = ("train", "test")
+
+
+def check_batch(batch_size, split: str) -> int:
+    """Validate ``generate``'s arguments once, at the edge; returns batch_size as an int."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer (1 or more), got {batch_size}")
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    return int(batch_size)
+
+
+def one_hot(indices, n: int) -> np.ndarray:
+    """Integer array of any shape -> float64 one-hot with a trailing axis of size n."""
+    return (np.asarray(indices)[..., None] == np.arange(n)).astype(np.float64)
+
+
 class Task:
     """Base class. Subclasses set the class attributes and implement ``generate``."""
 
@@ -63,6 +84,9 @@ class Task:
 
     # -- to implement
     def generate(self, rng: np.random.Generator, batch_size: int, split: str = "train") -> Batch:
+        """A batch drawn from ``rng`` alone. Tasks with a fixed data set sample ``split``;
+        synthetic tasks draw fresh sequences for either split. ``solved`` is meant to be
+        judged on metrics of a batch drawn with split="test"."""
         raise NotImplementedError
 
     @property
