@@ -1,0 +1,193 @@
+"""Optimizers over a model's parameter dict: SGD (momentum), Adam, RMSprop, as torch.optim.
+
+    opt = make_optimizer("adam", model.params, lr=1e-3)
+    opt.step(model.params, grads)     # in place; grads keys outside params ("input") ignored
+
+State buffers are allocated once, zeros in each parameter's shape and dtype, and named as
+torch's ``optimizer.state`` (``momentum_buffer``, ``exp_avg``, ``exp_avg_sq``,
+``square_avg``). Hyperparameters are validated here, at the edge; the kernels never see a
+bad value. ``step`` reads the arrays from the dict it is given each time, so a
+``load_state_dict`` that replaced them between steps is honoured.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import ConfigError
+
+_FLOAT_DTYPES = (np.float32, np.float64)
+
+
+def _kernels():
+    from .kernels.cpu import optim  # numba is imported on first use only
+
+    return optim
+
+
+def _real(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def _positive(name: str, value) -> float:
+    value = _real(name, value)
+    if value <= 0.0:
+        raise ConfigError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
+def _unit(name: str, value) -> float:
+    """A value in [0, 1): a decay rate or momentum."""
+    value = _real(name, value)
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
+    return value
+
+
+class Optimizer:
+    """Base: per-parameter state buffers and the shared checks of ``step``."""
+
+    name = ""
+    buffers: tuple = ()  # state names, one zero array per parameter each
+    defaults: dict = {}
+
+    def __init__(self, params: dict, lr, **hyper):
+        unknown = sorted(set(hyper) - set(self.defaults))
+        if unknown:
+            allowed = ", ".join(sorted(self.defaults)) or "none"
+            raise ConfigError(
+                f"{self.name} has no hyperparameter {unknown[0]!r}; allowed: {allowed}"
+            )
+        self.lr = _positive("lr", lr)
+        self._configure(**{**self.defaults, **hyper})
+        if not hasattr(params, "items") or not params:
+            raise ConfigError("params must be a non-empty dict of name -> array")
+        self.state = {}
+        for k, p in params.items():
+            if not isinstance(p, np.ndarray) or p.dtype.type not in _FLOAT_DTYPES:
+                raise ConfigError(f"params[{k!r}] must be a float32 or float64 array")
+            self.state[k] = {b: np.zeros(p.shape, dtype=p.dtype) for b in self.buffers}
+        self.steps = 0
+
+    def _configure(self, **hyper) -> None:
+        raise NotImplementedError
+
+    def hyperparameters(self) -> dict:
+        return {"lr": self.lr}
+
+    def step(self, params: dict, grads: dict) -> None:
+        """One update of every parameter given at construction, in place.
+
+        Everything is checked before anything changes, so a bad call leaves the model and
+        the state as they were.
+        """
+        flats = [self._flat(k, bufs, params, grads) for k, bufs in self.state.items()]
+        self.steps += 1
+        for arrays in flats:
+            self._update(*arrays)
+
+    def _flat(self, k: str, bufs: dict, params: dict, grads: dict) -> list:
+        """1-D views of (p, g, *state) for the kernel: one compilation per dtype, any shape."""
+        if k not in params or k not in grads:
+            raise KeyError(
+                f"parameter {k!r} is missing from {'params' if k not in params else 'grads'}"
+            )
+        p, first = params[k], bufs[self.buffers[0]]
+        if p.shape != first.shape or p.dtype != first.dtype or not p.flags.c_contiguous:
+            raise ValueError(
+                f"params[{k!r}] is {p.dtype}{p.shape} (C-contiguous {p.flags.c_contiguous}); "
+                f"the optimizer was built for {first.dtype}{first.shape}"
+            )
+        g = np.ascontiguousarray(grads[k], dtype=p.dtype)
+        if g.shape != p.shape:
+            raise ValueError(f"grads[{k!r}] has shape {g.shape}, params[{k!r}] {p.shape}")
+        return [a.reshape(-1) for a in (p, g, *(bufs[b] for b in self.buffers))]
+
+    def _update(self, p, g, *bufs) -> None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        hp = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({hp})"
+
+
+class SGD(Optimizer):
+    """torch.optim.SGD with dampening 0 and no weight decay."""
+
+    name = "sgd"
+    buffers = ("momentum_buffer",)
+    defaults = {"momentum": 0.9, "nesterov": False}
+
+    def _configure(self, momentum, nesterov):
+        self.momentum = _unit("momentum", momentum)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise ConfigError(f"nesterov must be true or false, got {nesterov!r}")
+        if nesterov and self.momentum == 0.0:
+            raise ConfigError("nesterov needs momentum > 0")
+        self.nesterov = bool(nesterov)
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov}
+
+    def _update(self, p, g, buf):
+        _kernels().sgd_update(p, g, buf, self.lr, self.momentum, self.nesterov)
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam with bias correction, no weight decay, no amsgrad."""
+
+    name = "adam"
+    buffers = ("exp_avg", "exp_avg_sq")
+    defaults = {"betas": (0.9, 0.999), "eps": 1e-8}
+
+    def _configure(self, betas, eps):
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ConfigError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        self.betas = (_unit("beta1", betas[0]), _unit("beta2", betas[1]))
+        self.eps = _positive("eps", eps)
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "betas": self.betas, "eps": self.eps}
+
+    def _update(self, p, g, m, v):
+        b1, b2 = self.betas
+        _kernels().adam_update(p, g, m, v, self.lr, b1, b2, self.eps, self.steps)
+
+
+class RMSprop(Optimizer):
+    """torch.optim.RMSprop's default form: no momentum, not centred, no weight decay."""
+
+    name = "rmsprop"
+    buffers = ("square_avg",)
+    defaults = {"alpha": 0.99, "eps": 1e-8}
+
+    def _configure(self, alpha, eps):
+        self.alpha = _unit("alpha", alpha)
+        self.eps = _positive("eps", eps)
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps}
+
+    def _update(self, p, g, sq):
+        _kernels().rmsprop_update(p, g, sq, self.lr, self.alpha, self.eps)
+
+
+OPTIMIZERS = {c.name: c for c in (SGD, Adam, RMSprop)}
+
+
+def make_optimizer(name: str, params: dict, lr, **hyper) -> Optimizer:
+    """The optimizer ``name`` over ``params`` (name -> array).
+
+    ``hyper`` overrides ``OPTIMIZERS[name].defaults``: sgd momentum=0.9, nesterov=False;
+    adam betas=(0.9, 0.999), eps=1e-8; rmsprop alpha=0.99, eps=1e-8.
+    """
+    if not isinstance(name, str) or name not in OPTIMIZERS:
+        raise ConfigError(f"optimizer {name!r} is not known; use one of {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name](params, lr, **hyper)

@@ -1,0 +1,96 @@
+"""The seqbench command end to end, at tiny sizes."""
+
+import subprocess
+import sys
+
+import pytest
+
+from seqbench import results
+from seqbench.cli import main
+
+TINY = ["--seq-len", "3", "--hidden", "8", "--batch", "4", "--steps", "4", "--quiet"]
+
+
+def test_run_records_a_row_and_results_compares(tmp_path, capsys):
+    out = str(tmp_path / "res")
+    assert main(["run", "copy-task", "--model", "gru", *TINY, "--out", out]) == 0
+    text = capsys.readouterr().out
+    assert "copy-task T=3" in text and "baseline" in text and "saved run" in text
+    df = results.load(out)
+    assert len(df) == 1 and df.loc[0, "model"] == "gru" and df.loc[0, "seq_len"] == 3
+    assert main(["run", "adding", "--model", "lstm", *TINY, "--out", out]) == 0
+    assert len(results.load(out)) == 2
+    capsys.readouterr()
+    assert main(["results", "--out", out, "--by", "task,model"]) == 0
+    table = capsys.readouterr().out
+    assert "copy-task" in table and "adding" in table and "solved_rate" in table
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    text = capsys.readouterr().out
+    assert "copy-task" in text and "gru" in text and "numba" in text
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["run", "copy-tsk"], "task 'copy-tsk' is not known"),
+        (["run", "copy-task", "--model", "rnn"], "model 'rnn' is not known"),
+        (["run", "copy-task", "--backend", "tpu"], "backend 'tpu' is not known"),
+        (["run", "copy-task", "--hidden", "0"], "hidden_size must be a positive integer"),
+        (["run", "copy-task", "--hidden", "2.5"], "invalid int value: '2.5'"),
+        (["run", "copy-task", "--seq-len", "-3"], "seq_len must be a positive integer"),
+        (["run", "copy-task", "--lr", "0"], "lr must be a finite number > 0"),
+        (["run", "copy-task", "--lr", "nan"], "lr must be a finite number > 0"),
+        (["run", "copy-task", "--clip", "norm:"], "use none, value:C or norm:C"),
+        (["run", "copy-task", "--clip", "max:3"], "use none, value:C or norm:C"),
+        (["run", "copy-task", "--dtype", "int8"], "dtype 'int8' is not known"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_nothing_written(args, match, tmp_path, capsys):
+    out = tmp_path / "res"
+    assert main([*args, "--out", str(out)] if args[0] == "run" else args) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_unwritable_out(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["run", "copy-task", *TINY, "--out", str(blocker / "res")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write results" in err and err.count("\n") == 1
+
+
+def test_ctrl_c_mid_run_leaves_nothing_partial(tmp_path, capsys, monkeypatch):
+    from seqbench import train
+
+    calls = {"n": 0}
+    real = train.Trainer.loss_and_grads
+
+    def interrupted(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, batch)
+
+    monkeypatch.setattr(train.Trainer, "loss_and_grads", interrupted)
+    out = tmp_path / "res"
+    assert main(["run", "copy-task", *TINY, "--out", str(out)]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert files == []
+
+
+def test_console_script_exit_code_without_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "seqbench.cli", "run", "copy-task", "--lr", "-1"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "seqbench: error: lr must be a finite number > 0, got -1.0"
