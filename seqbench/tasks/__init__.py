@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 
 from ..errors import ConfigError
 from .base import Batch, Task
@@ -41,4 +42,13 @@ def available_tasks() -> list[str]:
 def make_task(name: str, seq_len: int | None = None, **options) -> Task:
     if name not in TASKS:
         raise ConfigError(f"task {name!r} is not known; use one of {', '.join(TASKS)}")
-    return _task_class(name)(seq_len, **options)
+    cls = _task_class(name)
+    try:
+        inspect.signature(cls).bind(seq_len, **options)
+    except TypeError:
+        allowed = [p for p in inspect.signature(cls).parameters if p != "seq_len"]
+        raise ConfigError(
+            f"task {name!r} has no option {sorted(options)[0]!r}; "
+            f"its options: {', '.join(allowed) or 'none'}"
+        ) from None
+    return cls(seq_len, **options)
