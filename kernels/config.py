@@ -10,5 +10,58 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # load in milliseconds. SEQBENCH_NO_CACHE=1 disables it (e.g. read-only installs).
 CACHE = os.environ.get("SEQBENCH_NO_CACHE", "0") != "1"
 
+# ---- CPU kernels (kernels/cpu/): compile-time choices, read when a kernel module is imported.
+
+# float32 gates use the vectorisable approximations of kernels/_math.py (error bounds stated
+# there, tested in tests/test_fastmath.py); float64 always uses the exact functions.
+# SEQBENCH_EXACT_ACTIVATIONS=1 makes float32 exact too. numba's disk cache keys on the
+# kernel's own source file only, not on this flag, so the exact mode never uses the cache.
+FAST_FLOAT32 = os.environ.get("SEQBENCH_EXACT_ACTIVATIONS", "0") != "1"
+
+# numpy's error model: x / 0 gives inf or NaN (caught by the divergence guard) instead of a
+# raise; Python's model puts a zero test before every division, which stops vectorisation.
+ERROR_MODEL = "numpy"
+
+# Threads over the batch: each thread runs whole sequences of its own rows through all T
+# steps, so there is no barrier per step (numba's prange; numba.set_num_threads caps it).
+PARALLEL = os.environ.get("SEQBENCH_KERNEL_PARALLEL", "1") != "0"
+
+# The batch is cut into at most ROW_GROUPS groups of at least MIN_GROUP_ROWS rows (the register
+# block of the recurrent product); numba's threads share the groups out evenly.
+ROW_GROUPS = int(os.environ.get("SEQBENCH_ROW_GROUPS", "8"))
+MIN_GROUP_ROWS = 4
+
+# The recurrent product of a thread's rows, rows x K @ K x N, goes to BLAS (one np.dot per
+# step, BLAS held to one thread by the caller) when rows * K * N >= this; below it a
+# register-blocked loop does it (no call overhead). Measured: docs in seqbench/bench.py.
+BLAS_MIN_MACS = int(os.environ.get("SEQBENCH_BLAS_MIN_MACS", str(1 << 20)))
+
+# numba's disk cache keys on a kernel's own source file, not on the values above: a process
+# that overrides any of them through the environment compiles afresh and caches nothing.
+_OVERRIDES = ("SEQBENCH_EXACT_ACTIVATIONS", "SEQBENCH_KERNEL_PARALLEL", "SEQBENCH_ROW_GROUPS",
+              "SEQBENCH_BLAS_MIN_MACS")
+CACHE = CACHE and not any(name in os.environ for name in _OVERRIDES)
+
 # CUDA launch geometry; tests shrink it so that tiny shapes still span several blocks.
 THREADS_PER_BLOCK = int(os.environ.get("SEQBENCH_THREADS_PER_BLOCK", "128"))
+
+# ---- CUDA kernels (kernels/cuda/), read at call time so tests can patch them.
+# The recurrence runs as one persistent cooperative kernel (grid-wide barrier per step, each
+# block's slice of W_hh in shared memory) when that fits, else as one launch per step.
+# "auto" picks the persistent kernel where possible; "persistent" insists on it (an error where
+# it cannot run); "per-step" always launches per step.
+CUDA_RECURRENCE = os.environ.get("SEQBENCH_CUDA_RECURRENCE", "auto")
+
+# Persistent kernel: blocks per streaming multiprocessor (the grid is at most this times the SM
+# count, and never more than the cooperative-launch limit), and the shared memory one block may
+# use without the opt-in attribute numba cannot set (48 KiB on every GPU since Kepler).
+CUDA_PERSISTENT_BLOCKS_PER_SM = int(os.environ.get("SEQBENCH_CUDA_BLOCKS_PER_SM", "1"))
+CUDA_SHARED_BYTES = int(os.environ.get("SEQBENCH_CUDA_SHARED_BYTES", str(48 * 1024)))
+
+# Up to this many threads (a warp) split one dot product of the recurrence when the batch is
+# too small to fill a block with (batch row, unit) pairs; must be a power of two.
+CUDA_MAX_SPLIT = 32
+
+# Square output tile of the GEMM kernel (input projection, weight gradients); each thread
+# computes a 2x2 micro-tile, so a tile of 32 runs 256 threads. Must be even.
+GEMM_TILE = int(os.environ.get("SEQBENCH_GEMM_TILE", "32"))

@@ -74,6 +74,10 @@ class RunConfig:
         _choice("task", self.task, TASKS)
         _choice("model", self.model, MODELS)
         check_backend(self.backend)
+        if self.model != "esn":
+            from .backends import layer_functions
+
+            layer_functions(self.backend, self.model)  # e.g. cuda without a GPU fails here
         _choice("dtype", self.dtype, DTYPES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("readout", self.readout, READOUTS)

@@ -57,6 +57,18 @@ def test_bad_input_is_one_line_exit_2_nothing_written(args, match, tmp_path, cap
     assert not out.exists()
 
 
+def test_cuda_without_gpu_is_one_line(tmp_path, capsys):
+    from seqbench.backends.cuda_gpu import gpu_missing
+
+    if gpu_missing() is None:
+        pytest.skip("a GPU is present: the no-GPU message cannot be shown here")
+    out = tmp_path / "res"
+    assert main(["run", "copy-task", "--backend", "cuda", *TINY, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "needs an NVIDIA GPU" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
 def test_unwritable_out(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

@@ -1,0 +1,592 @@
+"""What every CUDA kernel shares: scalar math, the tiled GEMM, the recurrence's building blocks
+and its launch plan. The cell modules only hold their own gate math and time loops.
+
+How a recurrence is split over the GPU (forward and backward alike):
+
+    A *unit space* is U units (hidden units; for Jordan also outputs) whose value at step t
+    needs, per gate, one dot product of length K with a vector of the step before (h_{t-1} in
+    forward, dpre_{t+1} in backward). Block ``blk`` owns the S units [blk*S, blk*S + S). Its
+    threads walk the (batch row, unit) pairs p = b*S + s in rounds; a *group* of ``ks``
+    consecutive threads (ks a power of two, at most a warp) splits the K terms of one pair and
+    sums them in shared memory, so a small batch still fills the block.
+
+    Weight slices: ``pack_slices`` lays out each block's columns contiguously, gate-major,
+    with K padded to an odd ``kp`` (no shared-memory bank conflicts between columns):
+
+        packed[(blk*cols + g*S + s)*kp + k] = w[k, g*U + blk*S + s],   cols = gates*S
+
+    Persistent path: one cooperative launch, the block's slice copied once into shared memory,
+    a grid-wide barrier (``this_grid().sync()``) after each step. Every step reads only data
+    written before the previous barrier (h_{t-1}, dpre_{t+1}); the carried per-unit state
+    (c_t, dL/dc_t, GRU's skip term) is read and written by its owning thread only.
+    Per-step path: the same step body, one launch per step, weights read from the packed
+    slices in global memory. ``plan_recurrence`` picks the path (kernels/config.py).
+
+    ||dL/dh_t||: each block sums the squares over its units into ``sq_part[t, blk, b]``;
+    ``finish_norms`` takes sqrt, sums blocks and averages the batch (deterministic order).
+
+Kernels that allocate shared memory are built per dtype (``cuda.shared.array`` needs its dtype
+at compile time) by ``functools.cache``-d factories in each module; device functions are
+generic. Arrays are device arrays; ``DeviceCall`` accepts host arrays too.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from numba import cuda
+
+from .. import _math, config
+
+SIMULATOR = bool(numba.config.ENABLE_CUDASIM)
+
+if SIMULATOR:
+    from numba.cuda.simulator.kernel import _get_kernel_context
+
+    class _LaunchModule:
+        """The running launch's fake ``cuda`` module. The simulator swaps the ``cuda`` global
+        of a device function's module on every call and back on return, which races between
+        the threads of a block when the device function lives in another module than the
+        kernel; device functions here read ``cu`` instead, which never moves."""
+
+        def __getattr__(self, name):
+            return getattr(_get_kernel_context(), name)
+
+    cu = _LaunchModule()
+else:
+    cu = cuda  # device code below uses `cu` where it would say `cuda` (see above)
+
+
+# ---------------------------------------------------------------- scalar math, from _math.py
+
+
+def _device(f):
+    """The CPU helper's Python source compiled as a CUDA device function: one definition.
+    Its float literals (1.0) make float32 gate math run in float64 on the GPU: exact, but
+    slower; ``type(z)(1.0)`` in _math would keep float32 (numba.cuda compiles it to f32)."""
+    return cuda.jit(device=True)(getattr(f, "py_func", f))
+
+
+sigmoid = _device(_math.sigmoid)
+dsigmoid_from_output = _device(_math.dsigmoid_from_output)
+tanh_ = _device(_math.tanh_)
+dtanh_from_output = _device(_math.dtanh_from_output)
+relu = _device(_math.relu)
+drelu_from_output = _device(_math.drelu_from_output)
+
+
+# ---------------------------------------------------------------- host arrays in and out
+
+
+def is_device(a) -> bool:
+    return cuda.devicearray.is_cuda_ndarray(a)
+
+
+def to_device(a):
+    """a itself if it is a device array (or exposes the CUDA array interface), else a copy."""
+    if is_device(a):
+        return a
+    if hasattr(a, "__cuda_array_interface__"):
+        return cuda.as_cuda_array(a)
+    return cuda.to_device(np.ascontiguousarray(a))
+
+
+class DeviceCall:
+    """Device views of a kernel function's arguments: inputs are copied to the device if
+    they are host arrays; host outputs get a device buffer copied back on leaving the block."""
+
+    def __init__(self):
+        self._back = []
+
+    def inputs(self, *arrays):
+        return tuple(to_device(a) for a in arrays)
+
+    def outputs(self, *arrays):
+        out = []
+        for a in arrays:
+            if is_device(a) or hasattr(a, "__cuda_array_interface__"):
+                out.append(to_device(a))
+            else:
+                d = cuda.device_array(a.shape, dtype=a.dtype)
+                self._back.append((d, a))
+                out.append(d)
+        return tuple(out)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            for d, a in self._back:
+                d.copy_to_host(a)
+        return False
+
+
+# ---------------------------------------------------------------- launch plan
+
+
+@dataclass(frozen=True)
+class Space:
+    """One unit space of a recurrence and how it is split (see the module docstring)."""
+
+    units: int  # U
+    gates: int  # columns per unit
+    k: int  # dot-product length K
+    per_block: int = 1  # S
+    blocks: int = 1  # blocks that cover the space
+    split: int = 1  # ks, threads per dot product
+
+    @property
+    def kp(self) -> int:  # K padded to odd
+        return self.k | 1
+
+    @property
+    def cols(self) -> int:
+        return self.gates * self.per_block
+
+    @property
+    def weights(self) -> int:  # elements of one block's slice
+        return self.cols * self.kp
+
+
+@dataclass(frozen=True)
+class Plan:
+    persistent: bool
+    blocks: int  # grid of the persistent kernel (unused per step: each space has its own)
+    threads: int
+    spaces: tuple
+    batch: int
+    accumulators: int  # shared scratch per thread for the group sums
+    norms: int  # index of the space whose units make ||dL/dh_t||, -1 for none
+    itemsize: int
+
+    def _scratch(self, i: int) -> int:
+        sq = self.batch * self.spaces[i].per_block if i == self.norms else 0
+        return self.accumulators * self.threads + sq
+
+    def step_shared(self, i: int) -> int:
+        """Dynamic shared bytes of a per-step launch over space i: [group sums][squares]."""
+        return self.itemsize * self._scratch(i)
+
+    @property
+    def persistent_shared(self) -> int:
+        """[slice of space 0][slice of space 1]...[group sums][squares]."""
+        w = sum(s.weights for s in self.spaces)
+        n = self.accumulators * self.threads
+        sq = self.batch * self.spaces[self.norms].per_block if self.norms >= 0 else 0
+        return self.itemsize * (w + n + sq)
+
+
+last_plan: Plan | None = None  # the most recent plan, for benchmarks and diagnostics
+persistent_error: str | None = None  # why the persistent kernel last failed to compile
+
+
+def _split(batch: int, per_block: int, threads: int) -> int:
+    """Largest power of two ks <= a warp with ks * pairs <= threads."""
+    pairs, ks = batch * per_block, 1
+    while ks * 2 <= min(config.CUDA_MAX_SPLIT, threads) and ks * 2 * pairs <= threads:
+        ks *= 2
+    return ks
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _spread(specs, batch, threads, blocks):
+    """Spaces split over `blocks` blocks: S = ceil(U / blocks) units per block."""
+    out = []
+    for units, gates, k in specs:
+        s = _ceil(units, blocks)
+        out.append(Space(units, gates, k, s, _ceil(units, s), _split(batch, s, threads)))
+    return tuple(out)
+
+
+def _device_facts():
+    """(number of SMs, cooperative launch supported) of the current device."""
+    if SIMULATOR:
+        return 1, True
+    dev = cuda.get_current_device()
+    return int(dev.MULTIPROCESSOR_COUNT), bool(getattr(dev, "COOPERATIVE_LAUNCH", 0))
+
+
+def cooperative_capacity(kernel, args, threads: int, shared: int) -> int:
+    """Most blocks a cooperative launch of `kernel` may have (1 in the simulator).
+    `args` only provide types: placeholders of the right dtype and ndim do."""
+    if SIMULATOR:
+        return kernel.overloads[None].max_cooperative_grid_blocks(threads)
+    argtypes = tuple(kernel.typeof_pyval(a) for a in args)
+    return kernel.compile(argtypes).max_cooperative_grid_blocks(threads, shared)
+
+
+def plan_recurrence(specs, batch, dtype, accumulators, norms=-1, persistent=None) -> Plan:
+    """Choose persistent or per-step launches for unit spaces `specs` = [(U, gates, K), ...].
+
+    `persistent`: (kernel, placeholder args) for the occupancy query, or None where the
+    caller has no persistent kernel.
+    """
+    global last_plan
+    threads = config.THREADS_PER_BLOCK
+    mode = config.CUDA_RECURRENCE
+    itemsize = np.dtype(dtype).itemsize
+    plan = None
+    if mode not in ("auto", "persistent", "per-step"):
+        raise ValueError(f"CUDA_RECURRENCE={mode!r}; use auto, persistent or per-step")
+    if mode != "per-step" and persistent is not None:
+        plan = _persistent_plan(specs, batch, threads, itemsize, accumulators, norms, persistent)
+        if plan is None and mode == "persistent":
+            raise RuntimeError(
+                "the persistent recurrence kernel cannot run for this shape here"
+                + (f" ({persistent_error})" if persistent_error else "")
+            )
+    if plan is None:
+        per_block = max(1, threads // (batch * config.CUDA_MAX_SPLIT))
+        spaces = []
+        for units, gates, k in specs:
+            s = min(per_block, units)
+            spaces.append(Space(units, gates, k, s, _ceil(units, s), _split(batch, s, threads)))
+        plan = Plan(False, 0, threads, tuple(spaces), batch, accumulators, norms, itemsize)
+    last_plan = plan
+    return plan
+
+
+def _persistent_plan(specs, batch, threads, itemsize, accumulators, norms, persistent):
+    n_sm, coop = _device_facts()
+    if not coop:
+        return None
+    kernel, args = persistent
+    blocks = min(max(u for u, _, _ in specs), n_sm * config.CUDA_PERSISTENT_BLOCKS_PER_SM)
+    for _ in range(2):  # a second try with the grid the occupancy query allows
+        spaces = _spread(specs, batch, threads, blocks)
+        grid = max(s.blocks for s in spaces)
+        plan = Plan(True, grid, threads, spaces, batch, accumulators, norms, itemsize)
+        if plan.persistent_shared > config.CUDA_SHARED_BYTES:
+            return None
+        try:  # compiles the kernel: needs libcudadevrt (grid sync) from the CUDA toolkit
+            capacity = cooperative_capacity(kernel, args, threads, plan.persistent_shared)
+        except Exception as exc:  # no cudadevrt, no cooperative launch: launch per step
+            global persistent_error
+            persistent_error = f"{type(exc).__name__}: {exc}"
+            return None
+        if grid <= capacity:
+            return plan
+        blocks = capacity
+    return None
+
+
+# ---------------------------------------------------------------- weight slices
+
+
+@cuda.jit
+def _pack_kernel(w, packed, units, per_block, kp):
+    e = cuda.grid(1)
+    if e < packed.size:
+        cols = (w.shape[1] // units) * per_block
+        c = e // kp  # column over all blocks
+        k = e - c * kp
+        blk = c // cols
+        g = (c - blk * cols) // per_block
+        j = blk * per_block + c - blk * cols - g * per_block
+        if k < w.shape[0] and j < units:
+            packed[e] = w[k, g * units + j]
+        else:
+            packed[e] = 0
+
+
+def pack_slices(w, space: Space, blocks: int):
+    """Device 1D array of the per-block column slices of w [K, gates*U] (module docstring)."""
+    packed = cuda.device_array(blocks * space.weights, dtype=w.dtype)
+    tpb = config.THREADS_PER_BLOCK
+    _pack_kernel[_ceil(packed.size, tpb), tpb](w, packed, space.units, space.per_block, space.kp)
+    return packed
+
+
+@cuda.jit(device=True)
+def load_slice(dst, dst0, src, src0, n):
+    """dst[dst0 : dst0+n] = src[src0 : src0+n] by the whole block, then a block barrier."""
+    for i in range(cu.threadIdx.x, n, cu.blockDim.x):
+        dst[dst0 + i] = src[src0 + i]
+    cu.syncthreads()
+
+
+# ---------------------------------------------------------------- the recurrence's pieces
+
+
+@cuda.jit(device=True)
+def thread_group(ks):
+    """(lane within the group, group, groups in the block); threads past the last full
+    group get group == groups and stay idle."""
+    tid = cu.threadIdx.x
+    return tid % ks, tid // ks, cu.blockDim.x // ks
+
+
+@cuda.jit(device=True)
+def pair(p, grp, ngrp, blk, per_block, batch, units):
+    """(batch row, unit, live) of pair p = b*S + s of block blk."""
+    b = p // per_block
+    j = blk * per_block + p - b * per_block
+    return b, j, grp < ngrp and b < batch and j < units
+
+
+@cuda.jit(device=True)
+def dots1(vec, b, n, w, w0, lane, ks, live, zero):
+    """Partial sum over k = lane, lane + ks, ... < n of vec[b, k] * w[w0 + k]."""
+    a = zero
+    if live:
+        for k in range(lane, n, ks):
+            a += vec[b, k] * w[w0 + k]
+    return a
+
+
+@cuda.jit(device=True)
+def dots3(vec, b, n, w, w0, stride, lane, ks, live, zero):
+    """Three gates' partial sums; gate g's column starts at w0 + g*stride."""
+    a0 = zero
+    a1 = zero
+    a2 = zero
+    if live:
+        for k in range(lane, n, ks):
+            v = vec[b, k]
+            a0 += v * w[w0 + k]
+            a1 += v * w[w0 + stride + k]
+            a2 += v * w[w0 + 2 * stride + k]
+    return a0, a1, a2
+
+
+@cuda.jit(device=True)
+def dots4(vec, b, n, w, w0, stride, lane, ks, live, zero):
+    """Four gates' partial sums; gate g's column starts at w0 + g*stride."""
+    a0 = zero
+    a1 = zero
+    a2 = zero
+    a3 = zero
+    if live:
+        for k in range(lane, n, ks):
+            v = vec[b, k]
+            a0 += v * w[w0 + k]
+            a1 += v * w[w0 + stride + k]
+            a2 += v * w[w0 + 2 * stride + k]
+            a3 += v * w[w0 + 3 * stride + k]
+    return a0, a1, a2, a3
+
+
+@cuda.jit(device=True)
+def _group_sum(red, n, lane, ks):
+    """Tree sum of red[g*tpb + tid] over each group's ks lanes, for g < n; the total lands in
+    the group's first slot. Every thread of the block must call it (it synchronises)."""
+    tpb = cu.blockDim.x
+    tid = cu.threadIdx.x
+    whole = tid - lane + ks <= tpb  # idle threads past the last full group add nothing
+    off = ks // 2
+    while off > 0:
+        cu.syncthreads()
+        if lane < off and whole:
+            for g in range(n):
+                red[g * tpb + tid] += red[g * tpb + tid + off]
+        off //= 2
+    cu.syncthreads()
+
+
+@cuda.jit(device=True)
+def reduce1(red, a0, lane, ks):
+    if ks == 1:
+        return a0
+    tid = cu.threadIdx.x
+    cu.syncthreads()  # the previous round's readers are done with red
+    red[tid] = a0
+    _group_sum(red, 1, lane, ks)
+    return red[tid - lane]
+
+
+@cuda.jit(device=True)
+def reduce3(red, a0, a1, a2, lane, ks):
+    if ks == 1:
+        return a0, a1, a2
+    tid = cu.threadIdx.x
+    tpb = cu.blockDim.x
+    cu.syncthreads()
+    red[tid] = a0
+    red[tpb + tid] = a1
+    red[2 * tpb + tid] = a2
+    _group_sum(red, 3, lane, ks)
+    r = tid - lane
+    return red[r], red[tpb + r], red[2 * tpb + r]
+
+
+@cuda.jit(device=True)
+def reduce4(red, a0, a1, a2, a3, lane, ks):
+    if ks == 1:
+        return a0, a1, a2, a3
+    tid = cu.threadIdx.x
+    tpb = cu.blockDim.x
+    cu.syncthreads()
+    red[tid] = a0
+    red[tpb + tid] = a1
+    red[2 * tpb + tid] = a2
+    red[3 * tpb + tid] = a3
+    _group_sum(red, 4, lane, ks)
+    r = tid - lane
+    return red[r], red[tpb + r], red[2 * tpb + r], red[3 * tpb + r]
+
+
+@cuda.jit(device=True)
+def block_squares(sqs, sq_part, t, blk, per_block, batch, units, zero):
+    """sq_part[t, blk, b] = sum over the block's live units of sqs[b*S + s]."""
+    cu.syncthreads()  # every pair's square is in sqs
+    for b in range(cu.threadIdx.x, batch, cu.blockDim.x):
+        acc = zero
+        for s in range(per_block):
+            if blk * per_block + s < units:
+                acc += sqs[b * per_block + s]
+        sq_part[t, blk, b] = acc
+
+
+@cuda.jit
+def _norms_kernel(sq_part, dh_norms):
+    t = cuda.grid(1)
+    if t < sq_part.shape[0]:
+        total = sq_part[t, 0, 0] * 0
+        for b in range(sq_part.shape[2]):
+            sq = sq_part[t, 0, b] * 0
+            for blk in range(sq_part.shape[1]):
+                sq += sq_part[t, blk, b]
+            total += math.sqrt(sq)
+        dh_norms[t] = total / sq_part.shape[2]
+
+
+def finish_norms(sq_part, dh_norms):
+    """dh_norms[t] = mean over b of sqrt(sum over blocks of sq_part[t, blk, b])."""
+    tpb = config.THREADS_PER_BLOCK
+    _norms_kernel[_ceil(sq_part.shape[0], tpb), tpb](sq_part, dh_norms)
+
+
+# ---------------------------------------------------------------- GEMM and column sums
+
+
+@functools.cache
+def _gemm_kernels(dtype: np.dtype):
+    dt = numba.from_dtype(dtype)
+    zero = dtype.type(0)
+
+    @cuda.jit
+    def gemm(a, b, c, bias, trans_a, trans_b, accumulate, add_bias, tile):
+        """c[M, N] = [c +] op(a) @ op(b) [+ bias]; op(a): (M, K), op(b): (K, N).
+
+        Block (tile/2, tile/2) threads computes a tile x tile block of c, each thread a 2x2
+        micro-tile (rows ty, ty + tile/2; columns tx, tx + tile/2) from K-slices of a and b
+        staged in shared memory as [k][m] and [k][n].
+        """
+        M, N = c.shape
+        K = a.shape[0] if trans_a else a.shape[1]
+        sm = cuda.shared.array(0, dt)
+        half = tile // 2
+        tt = tile * tile
+        tx = cu.threadIdx.x
+        ty = cu.threadIdx.y
+        tid = ty * half + tx
+        nthreads = half * half
+        m0 = cu.blockIdx.y * tile
+        n0 = cu.blockIdx.x * tile
+        c00 = zero
+        c01 = zero
+        c10 = zero
+        c11 = zero
+        for k0 in range(0, K, tile):
+            for e in range(tid, tt, nthreads):
+                # a's tile, read along its contiguous axis
+                if trans_a:  # a is (K, M)
+                    kk = e // tile
+                    mm = e - kk * tile
+                    v = a[k0 + kk, m0 + mm] if (k0 + kk < K and m0 + mm < M) else zero
+                else:  # a is (M, K)
+                    mm = e // tile
+                    kk = e - mm * tile
+                    v = a[m0 + mm, k0 + kk] if (k0 + kk < K and m0 + mm < M) else zero
+                sm[kk * tile + mm] = v
+                if trans_b:  # b is (N, K)
+                    nn = e // tile
+                    kk = e - nn * tile
+                    v = b[n0 + nn, k0 + kk] if (k0 + kk < K and n0 + nn < N) else zero
+                else:  # b is (K, N)
+                    kk = e // tile
+                    nn = e - kk * tile
+                    v = b[k0 + kk, n0 + nn] if (k0 + kk < K and n0 + nn < N) else zero
+                sm[tt + kk * tile + nn] = v
+            cu.syncthreads()
+            for kk in range(tile):
+                a0 = sm[kk * tile + ty]
+                a1 = sm[kk * tile + ty + half]
+                b0 = sm[tt + kk * tile + tx]
+                b1 = sm[tt + kk * tile + tx + half]
+                c00 += a0 * b0
+                c01 += a0 * b1
+                c10 += a1 * b0
+                c11 += a1 * b1
+            cu.syncthreads()
+        _store(c, bias, m0 + ty, n0 + tx, c00, accumulate, add_bias)
+        _store(c, bias, m0 + ty, n0 + tx + half, c01, accumulate, add_bias)
+        _store(c, bias, m0 + ty + half, n0 + tx, c10, accumulate, add_bias)
+        _store(c, bias, m0 + ty + half, n0 + tx + half, c11, accumulate, add_bias)
+
+    @cuda.jit
+    def colsum_partial(a, part, rows_per):
+        """part[r, n] = sum of a[r*rows_per : (r+1)*rows_per, n]; grid (columns, row chunks)."""
+        n = cu.blockIdx.x * cu.blockDim.x + cu.threadIdx.x
+        r = cu.blockIdx.y
+        if n < a.shape[1]:
+            acc = zero
+            stop = (r + 1) * rows_per  # not min(): numba 0.68's CUDA target fails to type it
+            if stop > a.shape[0]:
+                stop = a.shape[0]
+            for m in range(r * rows_per, stop):
+                acc += a[m, n]
+            part[r, n] = acc
+
+    @cuda.jit
+    def colsum_finish(part, out, accumulate):
+        n = cuda.grid(1)
+        if n < out.shape[0]:
+            acc = out[n] if accumulate else zero
+            for r in range(part.shape[0]):
+                acc += part[r, n]
+            out[n] = acc
+
+    return gemm, colsum_partial, colsum_finish
+
+
+@cuda.jit(device=True)
+def _store(c, bias, m, n, v, accumulate, add_bias):
+    if m < c.shape[0] and n < c.shape[1]:
+        if add_bias:
+            v += bias[n]
+        if accumulate:
+            v += c[m, n]
+        c[m, n] = v
+
+
+def gemm(a, b, c, *, trans_a=False, trans_b=False, bias=None, accumulate=False):
+    """c = [c +] op(a) @ op(b) [+ bias] for 2D device arrays of one dtype, one launch."""
+    kernel = _gemm_kernels(np.dtype(c.dtype))[0]
+    tile = config.GEMM_TILE
+    M, N = c.shape
+    grid = (_ceil(N, tile), _ceil(M, tile))
+    shared = 2 * tile * tile * np.dtype(c.dtype).itemsize
+    args = (a, b, c, c[0] if bias is None else bias, trans_a, trans_b, accumulate)
+    kernel[grid, (tile // 2, tile // 2), 0, shared](*args, bias is not None, tile)
+
+
+def colsum(a, out, *, accumulate=False):
+    """out[n] = [out[n] +] sum over rows of a[:, n], two launches, a fixed summation order."""
+    partial_kernel, finish_kernel = _gemm_kernels(np.dtype(a.dtype))[1:]
+    M, N = a.shape
+    tpb = config.THREADS_PER_BLOCK
+    chunks = min(M, 64)
+    rows_per = _ceil(M, chunks)
+    chunks = _ceil(M, rows_per)
+    part = cuda.device_array((chunks, N), dtype=a.dtype)
+    partial_kernel[(_ceil(N, tpb), chunks), tpb](a, part, rows_per)
+    finish_kernel[_ceil(N, tpb), tpb](part, out, accumulate)

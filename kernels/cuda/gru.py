@@ -1,0 +1,252 @@
+"""GRU cell (torch.nn.GRU), CUDA. Gate order r, z, n; reset applied to W_hn h + b_hn.
+Mirrors kernels/cpu/gru.py.
+
+    r = sigmoid(xr + hr), z = sigmoid(xz + hz), n = tanh(xn + r hn),  h_t = (1 - z) n + z h_{t-1}
+    where [hr, hz, hn] = h_{t-1} W_hh^T + b_hh
+
+Shapes (time-major inside the kernel; device or host arrays):
+    x_proj:   [T, B, 3H] W_ih x_t + b_ih for all steps, computed once by one GEMM
+    w_hh_t:   [H, 3H]    recurrent weights transposed from torch's [3H, H] (forward)
+    w_hh:     [3H, H]    recurrent weights in torch's layout (backward)
+    b_hh:     [3H]
+    h0:       [B, H]
+    gates:    [T, B, 4H] saved r, z, n and hn (needed by dL/dr); backward needs them as-is
+    h_seq:    [T, B, H]  hidden states, the layer's output
+    dh_out:   [T, B, H]  dL/dh_t from the consumers; dh_last: [B, H] from the final state
+    dx_proj:  [T, B, 3H] dL/dx_proj
+    dh_proj:  [T, B, 3H] dL/d(h W_hh^T + b_hh); differs from dx_proj in the n block (times r)
+    dh0:      [B, H];    dh_norms: [T] ||dL/dh_t||, L2 over H, mean over B
+
+Unit space: the H hidden units. Forward: 3 gate columns per unit, dot length H (h_{t-1}).
+Backward: 1 column per unit (column j of w_hh), dot length 3H (dh_proj_{t+1}); dh0 carries
+the z-gated skip term gh_t z_t to step t-1, each entry owned by one thread.
+"""
+
+import functools
+
+import numba
+import numpy as np
+from numba import cuda
+
+from . import _common as cc
+from ._common import dsigmoid_from_output, dtanh_from_output, sigmoid, tanh_
+
+
+@cuda.jit(device=True)
+def _forward_step(t, blk, x_proj, w, w0, kp, S, ks, b_hh, h0, gates, h_seq, red, zero):
+    T, B, G = x_proj.shape
+    H = G // 3
+    h_prev = h0 if t == 0 else h_seq[t - 1]
+    lane, grp, ngrp = cc.thread_group(ks)
+    for base in range(0, B * S, ngrp):
+        b, j, live = cc.pair(base + grp, grp, ngrp, blk, S, B, H)
+        col = w0 + (j - blk * S) * kp
+        ar, az, an = cc.dots3(h_prev, b, H, w, col, S * kp, lane, ks, live, zero)
+        ar, az, an = cc.reduce3(red, ar, az, an, lane, ks)
+        if live and lane == 0:
+            hn = an + b_hh[2 * H + j]
+            r = sigmoid(x_proj[t, b, j] + ar + b_hh[j])
+            z = sigmoid(x_proj[t, b, H + j] + az + b_hh[H + j])
+            n = tanh_(x_proj[t, b, 2 * H + j] + r * hn)
+            gates[t, b, j] = r
+            gates[t, b, H + j] = z
+            gates[t, b, 2 * H + j] = n
+            gates[t, b, 3 * H + j] = hn
+            h_seq[t, b, j] = (1.0 - z) * n + z * h_prev[b, j]
+
+
+@cuda.jit(device=True)
+def _backward_step(
+    t,
+    blk,
+    w,
+    w0,
+    kp,
+    S,
+    ks,
+    dh_out,
+    dh_last,
+    gates,
+    h_seq,
+    h0,
+    dx_proj,
+    dh_proj,
+    dh0,
+    sq_part,
+    red,
+    sqs,
+    zero,
+):
+    """Step t (T-1 down to 0); t == -1 only writes dh0."""
+    T, B, H = h_seq.shape
+    lane, grp, ngrp = cc.thread_group(ks)
+    for base in range(0, B * S, ngrp):
+        p = base + grp
+        b, j, live = cc.pair(p, grp, ngrp, blk, S, B, H)
+        a = zero
+        if t + 1 < T:  # dh_proj_{t+1} . w_hh[:, j]
+            a = cc.dots1(dh_proj[t + 1], b, 3 * H, w, w0 + (j - blk * S) * kp, lane, ks, live, zero)
+            a = cc.reduce1(red, a, lane, ks)
+        if live and lane == 0:
+            dh = a + dh0[b, j] if t + 1 < T else dh_last[b, j]  # dh0 holds gh_{t+1} z_{t+1}
+            if t < 0:
+                dh0[b, j] = dh
+            else:
+                gh = dh + dh_out[t, b, j]
+                sqs[p] = gh * gh
+                h_prev = h0[b, j] if t == 0 else h_seq[t - 1, b, j]
+                r = gates[t, b, j]
+                z = gates[t, b, H + j]
+                n = gates[t, b, 2 * H + j]
+                hn = gates[t, b, 3 * H + j]
+                dn = gh * (1.0 - z) * dtanh_from_output(n)
+                dz = gh * (h_prev - n) * dsigmoid_from_output(z)
+                dr = dn * hn * dsigmoid_from_output(r)
+                dx_proj[t, b, j] = dr
+                dx_proj[t, b, H + j] = dz
+                dx_proj[t, b, 2 * H + j] = dn
+                dh_proj[t, b, j] = dr
+                dh_proj[t, b, H + j] = dz
+                dh_proj[t, b, 2 * H + j] = dn * r
+                dh0[b, j] = gh * z
+    if t >= 0:
+        cc.block_squares(sqs, sq_part, t, blk, S, B, H, zero)
+
+
+@functools.cache
+def _kernels(dtype):
+    dt = numba.from_dtype(dtype)
+    zero = dtype.type(0)
+
+    @cuda.jit
+    def forward_persistent(x_proj, packed, kp, S, ks, b_hh, h0, gates, h_seq):
+        sm = cuda.shared.array(0, dt)  # [w slice 3*S*kp][group sums 3*tpb]
+        blk = cuda.blockIdx.x
+        nw = 3 * S * kp
+        cc.load_slice(sm, 0, packed, blk * nw, nw)
+        red = sm[nw:]
+        grid = cuda.cg.this_grid()
+        for t in range(x_proj.shape[0]):
+            _forward_step(t, blk, x_proj, sm, 0, kp, S, ks, b_hh, h0, gates, h_seq, red, zero)
+            grid.sync()
+
+    @cuda.jit
+    def forward_step(t, x_proj, packed, kp, S, ks, b_hh, h0, gates, h_seq):
+        red = cuda.shared.array(0, dt)
+        blk = cuda.blockIdx.x
+        _forward_step(
+            t, blk, x_proj, packed, blk * 3 * S * kp, kp, S, ks, b_hh, h0, gates, h_seq, red, zero
+        )
+
+    @cuda.jit
+    def backward_persistent(
+        packed, kp, S, ks, dh_out, dh_last, gates, h_seq, h0, dx_proj, dh_proj, dh0, sq_part
+    ):
+        sm = cuda.shared.array(0, dt)  # [w slice S*kp][group sums tpb][squares B*S]
+        blk = cuda.blockIdx.x
+        nw = S * kp
+        cc.load_slice(sm, 0, packed, blk * nw, nw)
+        red = sm[nw:]
+        sqs = sm[nw + cuda.blockDim.x :]
+        grid = cuda.cg.this_grid()
+        for t in range(h_seq.shape[0] - 1, -2, -1):
+            _backward_step(
+                t,
+                blk,
+                sm,
+                0,
+                kp,
+                S,
+                ks,
+                dh_out,
+                dh_last,
+                gates,
+                h_seq,
+                h0,
+                dx_proj,
+                dh_proj,
+                dh0,
+                sq_part,
+                red,
+                sqs,
+                zero,
+            )
+            grid.sync()
+
+    @cuda.jit
+    def backward_step(
+        t, packed, kp, S, ks, dh_out, dh_last, gates, h_seq, h0, dx_proj, dh_proj, dh0, sq_part
+    ):
+        sm = cuda.shared.array(0, dt)  # [group sums tpb][squares B*S]
+        blk = cuda.blockIdx.x
+        _backward_step(
+            t,
+            blk,
+            packed,
+            blk * S * kp,
+            kp,
+            S,
+            ks,
+            dh_out,
+            dh_last,
+            gates,
+            h_seq,
+            h0,
+            dx_proj,
+            dh_proj,
+            dh0,
+            sq_part,
+            sm,
+            sm[cuda.blockDim.x :],
+            zero,
+        )
+
+    return forward_persistent, forward_step, backward_persistent, backward_step
+
+
+def gru_forward(x_proj, w_hh_t, b_hh, h0, gates, h_seq):
+    with cc.DeviceCall() as d:
+        x_proj, w_hh_t, b_hh, h0 = d.inputs(x_proj, w_hh_t, b_hh, h0)
+        gates, h_seq = d.outputs(gates, h_seq)
+        T, B, G = x_proj.shape
+        H = G // 3
+        dtype = np.dtype(x_proj.dtype)
+        persistent, step = _kernels(dtype)[:2]
+        tail = (b_hh, h0, gates, h_seq)
+        probe = (x_proj, np.empty(1, dtype), 1, 1, 1, *tail)
+        plan = cc.plan_recurrence([(H, 3, H)], B, dtype, 3, persistent=(persistent, probe))
+        sp = plan.spaces[0]
+        packed = cc.pack_slices(w_hh_t, sp, plan.blocks or sp.blocks)
+        geo = (packed, sp.kp, sp.per_block, sp.split)
+        if plan.persistent:
+            persistent[plan.blocks, plan.threads, 0, plan.persistent_shared](x_proj, *geo, *tail)
+        else:
+            launch = step[sp.blocks, plan.threads, 0, plan.step_shared(0)]
+            for t in range(T):
+                launch(t, x_proj, *geo, *tail)
+
+
+def gru_backward(dh_out, dh_last, gates, h_seq, h0, w_hh, dx_proj, dh_proj, dh0, dh_norms):
+    with cc.DeviceCall() as d:
+        dh_out, dh_last, gates, h_seq, h0, w_hh = d.inputs(dh_out, dh_last, gates, h_seq, h0, w_hh)
+        dx_proj, dh_proj, dh0, dh_norms = d.outputs(dx_proj, dh_proj, dh0, dh_norms)
+        T, B, H = h_seq.shape
+        dtype = np.dtype(h_seq.dtype)
+        persistent, step = _kernels(dtype)[2:]
+        tail = (dh_out, dh_last, gates, h_seq, h0, dx_proj, dh_proj, dh0)
+        probe = (np.empty(1, dtype), 1, 1, 1, *tail, np.empty((1, 1, 1), dtype))
+        plan = cc.plan_recurrence(
+            [(H, 1, 3 * H)], B, dtype, 1, norms=0, persistent=(persistent, probe)
+        )
+        sp = plan.spaces[0]
+        blocks = plan.blocks or sp.blocks
+        packed = cc.pack_slices(w_hh, sp, blocks)
+        sq_part = cuda.device_array((T, blocks, B), dtype=dtype)
+        geo = (packed, sp.kp, sp.per_block, sp.split)
+        if plan.persistent:
+            persistent[blocks, plan.threads, 0, plan.persistent_shared](*geo, *tail, sq_part)
+        else:
+            launch = step[blocks, plan.threads, 0, plan.step_shared(0)]
+            for t in range(T - 1, -2, -1):
+                launch(t, *geo, *tail, sq_part)
+        cc.finish_norms(sq_part, dh_norms)

@@ -1,0 +1,272 @@
+"""LSTM cell (torch.nn.LSTM), CUDA. Gate order i, f, g, o. Mirrors kernels/cpu/lstm.py.
+
+    i, f, o = sigmoid(.), g = tanh(.) of x_proj_t + h_{t-1} W_hh^T + b_hh
+    c_t = f c_{t-1} + i g,   h_t = o tanh(c_t)
+
+Shapes (time-major inside the kernel; device or host arrays):
+    x_proj:   [T, B, 4H] W_ih x_t + b_ih for all steps, computed once by one GEMM
+    w_hh_t:   [H, 4H]    recurrent weights transposed from torch's [4H, H] (forward)
+    w_hh:     [4H, H]    recurrent weights in torch's layout (backward)
+    b_hh:     [4H]
+    h0, c0:   [B, H]
+    gates:    [T, B, 4H] saved activations i, f, g, o; backward needs them as-is
+    c_seq:    [T, B, H]  cell states
+    h_seq:    [T, B, H]  hidden states, the layer's output
+    dh_out:   [T, B, H]  dL/dh_t from the consumers; dh_last, dc_last: [B, H] from the final state
+    dpre:     [T, B, 4H] dL/d(gate pre-activations) = dL/dx_proj = dL/d(h W_hh^T + b_hh)
+    dh0, dc0: [B, H];    dh_norms: [T] ||dL/dh_t||, L2 over H, mean over B
+
+Unit space: the H hidden units. Forward: 4 gate columns per unit, dot length H (h_{t-1}).
+Backward: 1 column per unit (column j of w_hh), dot length 4H (dpre_{t+1}); dc0 carries
+dL/dc_t through the loop, each entry owned by one thread.
+"""
+
+import functools
+
+import numba
+import numpy as np
+from numba import cuda
+
+from . import _common as cc
+from ._common import dsigmoid_from_output, dtanh_from_output, sigmoid, tanh_
+
+
+@cuda.jit(device=True)
+def _forward_step(t, blk, x_proj, w, w0, kp, S, ks, b_hh, h0, c0, gates, c_seq, h_seq, red, zero):
+    T, B, G = x_proj.shape
+    H = G // 4
+    h_prev = h0 if t == 0 else h_seq[t - 1]
+    c_prev = c0 if t == 0 else c_seq[t - 1]
+    lane, grp, ngrp = cc.thread_group(ks)
+    for base in range(0, B * S, ngrp):
+        b, j, live = cc.pair(base + grp, grp, ngrp, blk, S, B, H)
+        col = w0 + (j - blk * S) * kp  # gate i's column; gate q's is q*S*kp further
+        ai, af, ag, ao = cc.dots4(h_prev, b, H, w, col, S * kp, lane, ks, live, zero)
+        ai, af, ag, ao = cc.reduce4(red, ai, af, ag, ao, lane, ks)
+        if live and lane == 0:
+            i = sigmoid(x_proj[t, b, j] + ai + b_hh[j])
+            f = sigmoid(x_proj[t, b, H + j] + af + b_hh[H + j])
+            g = tanh_(x_proj[t, b, 2 * H + j] + ag + b_hh[2 * H + j])
+            o = sigmoid(x_proj[t, b, 3 * H + j] + ao + b_hh[3 * H + j])
+            c = f * c_prev[b, j] + i * g
+            gates[t, b, j] = i
+            gates[t, b, H + j] = f
+            gates[t, b, 2 * H + j] = g
+            gates[t, b, 3 * H + j] = o
+            c_seq[t, b, j] = c
+            h_seq[t, b, j] = o * tanh_(c)
+
+
+@cuda.jit(device=True)
+def _backward_step(
+    t,
+    blk,
+    w,
+    w0,
+    kp,
+    S,
+    ks,
+    dh_out,
+    dh_last,
+    gates,
+    c_seq,
+    c0,
+    dpre,
+    dh0,
+    dc0,
+    sq_part,
+    red,
+    sqs,
+    zero,
+):
+    """Step t (T-1 down to 0); t == -1 only writes dh0 = dpre_0 W_hh."""
+    T, B, G = gates.shape
+    H = G // 4
+    lane, grp, ngrp = cc.thread_group(ks)
+    for base in range(0, B * S, ngrp):
+        p = base + grp
+        b, j, live = cc.pair(p, grp, ngrp, blk, S, B, H)
+        a = zero
+        if t + 1 < T:  # dL/dh_t through the recurrence: dpre_{t+1} . w_hh[:, j]
+            a = cc.dots1(dpre[t + 1], b, G, w, w0 + (j - blk * S) * kp, lane, ks, live, zero)
+            a = cc.reduce1(red, a, lane, ks)
+        if live and lane == 0:
+            dh = a if t + 1 < T else dh_last[b, j]
+            if t < 0:
+                dh0[b, j] = dh
+            else:
+                gh = dh + dh_out[t, b, j]
+                sqs[p] = gh * gh
+                i = gates[t, b, j]
+                f = gates[t, b, H + j]
+                g = gates[t, b, 2 * H + j]
+                o = gates[t, b, 3 * H + j]
+                tc = tanh_(c_seq[t, b, j])
+                c_prev = c0[b, j] if t == 0 else c_seq[t - 1, b, j]
+                dct = dc0[b, j] + gh * o * dtanh_from_output(tc)
+                dpre[t, b, j] = dct * g * dsigmoid_from_output(i)
+                dpre[t, b, H + j] = dct * c_prev * dsigmoid_from_output(f)
+                dpre[t, b, 2 * H + j] = dct * i * dtanh_from_output(g)
+                dpre[t, b, 3 * H + j] = gh * tc * dsigmoid_from_output(o)
+                dc0[b, j] = dct * f
+    if t >= 0:
+        cc.block_squares(sqs, sq_part, t, blk, S, B, H, zero)
+
+
+@functools.cache
+def _kernels(dtype):
+    dt = numba.from_dtype(dtype)
+    zero = dtype.type(0)
+
+    @cuda.jit
+    def forward_persistent(x_proj, packed, kp, S, ks, b_hh, h0, c0, gates, c_seq, h_seq):
+        sm = cuda.shared.array(0, dt)  # [w slice 4*S*kp][group sums 4*tpb]
+        blk = cuda.blockIdx.x
+        nw = 4 * S * kp
+        cc.load_slice(sm, 0, packed, blk * nw, nw)
+        red = sm[nw:]
+        grid = cuda.cg.this_grid()
+        for t in range(x_proj.shape[0]):
+            _forward_step(
+                t, blk, x_proj, sm, 0, kp, S, ks, b_hh, h0, c0, gates, c_seq, h_seq, red, zero
+            )
+            grid.sync()
+
+    @cuda.jit
+    def forward_step(t, x_proj, packed, kp, S, ks, b_hh, h0, c0, gates, c_seq, h_seq):
+        red = cuda.shared.array(0, dt)
+        blk = cuda.blockIdx.x
+        _forward_step(
+            t,
+            blk,
+            x_proj,
+            packed,
+            blk * 4 * S * kp,
+            kp,
+            S,
+            ks,
+            b_hh,
+            h0,
+            c0,
+            gates,
+            c_seq,
+            h_seq,
+            red,
+            zero,
+        )
+
+    @cuda.jit
+    def backward_persistent(
+        packed, kp, S, ks, dh_out, dh_last, gates, c_seq, c0, dpre, dh0, dc0, sq_part
+    ):
+        sm = cuda.shared.array(0, dt)  # [w slice S*kp][group sums tpb][squares B*S]
+        blk = cuda.blockIdx.x
+        nw = S * kp
+        cc.load_slice(sm, 0, packed, blk * nw, nw)
+        red = sm[nw:]
+        sqs = sm[nw + cuda.blockDim.x :]
+        grid = cuda.cg.this_grid()
+        for t in range(gates.shape[0] - 1, -2, -1):
+            _backward_step(
+                t,
+                blk,
+                sm,
+                0,
+                kp,
+                S,
+                ks,
+                dh_out,
+                dh_last,
+                gates,
+                c_seq,
+                c0,
+                dpre,
+                dh0,
+                dc0,
+                sq_part,
+                red,
+                sqs,
+                zero,
+            )
+            grid.sync()
+
+    @cuda.jit
+    def backward_step(
+        t, packed, kp, S, ks, dh_out, dh_last, gates, c_seq, c0, dpre, dh0, dc0, sq_part
+    ):
+        sm = cuda.shared.array(0, dt)  # [group sums tpb][squares B*S]
+        blk = cuda.blockIdx.x
+        _backward_step(
+            t,
+            blk,
+            packed,
+            blk * S * kp,
+            kp,
+            S,
+            ks,
+            dh_out,
+            dh_last,
+            gates,
+            c_seq,
+            c0,
+            dpre,
+            dh0,
+            dc0,
+            sq_part,
+            sm,
+            sm[cuda.blockDim.x :],
+            zero,
+        )
+
+    return forward_persistent, forward_step, backward_persistent, backward_step
+
+
+def lstm_forward(x_proj, w_hh_t, b_hh, h0, c0, gates, c_seq, h_seq):
+    with cc.DeviceCall() as d:
+        x_proj, w_hh_t, b_hh, h0, c0 = d.inputs(x_proj, w_hh_t, b_hh, h0, c0)
+        gates, c_seq, h_seq = d.outputs(gates, c_seq, h_seq)
+        T, B, G = x_proj.shape
+        H = G // 4
+        dtype = np.dtype(x_proj.dtype)
+        persistent, step = _kernels(dtype)[:2]
+        tail = (b_hh, h0, c0, gates, c_seq, h_seq)
+        probe = (x_proj, np.empty(1, dtype), 1, 1, 1, *tail)
+        plan = cc.plan_recurrence([(H, 4, H)], B, dtype, 4, persistent=(persistent, probe))
+        sp = plan.spaces[0]
+        packed = cc.pack_slices(w_hh_t, sp, plan.blocks or sp.blocks)
+        geo = (packed, sp.kp, sp.per_block, sp.split)
+        if plan.persistent:
+            persistent[plan.blocks, plan.threads, 0, plan.persistent_shared](x_proj, *geo, *tail)
+        else:
+            launch = step[sp.blocks, plan.threads, 0, plan.step_shared(0)]
+            for t in range(T):
+                launch(t, x_proj, *geo, *tail)
+
+
+def lstm_backward(dh_out, dh_last, dc_last, gates, c_seq, c0, w_hh, dpre, dh0, dc0, dh_norms):
+    with cc.DeviceCall() as d:
+        dh_out, dh_last, dc_last, gates, c_seq, c0, w_hh = d.inputs(
+            dh_out, dh_last, dc_last, gates, c_seq, c0, w_hh
+        )
+        dpre, dh0, dc0, dh_norms = d.outputs(dpre, dh0, dc0, dh_norms)
+        T, B, G = gates.shape
+        H = G // 4
+        dtype = np.dtype(gates.dtype)
+        persistent, step = _kernels(dtype)[2:]
+        dc0.copy_to_device(dc_last)  # dc0 carries dL/dc_t through the loop
+        sq_probe = np.empty((1, 1, 1), dtype)
+        tail = (dh_out, dh_last, gates, c_seq, c0, dpre, dh0, dc0)
+        probe = (np.empty(1, dtype), 1, 1, 1, *tail, sq_probe)
+        plan = cc.plan_recurrence([(H, 1, G)], B, dtype, 1, norms=0, persistent=(persistent, probe))
+        sp = plan.spaces[0]
+        blocks = plan.blocks or sp.blocks
+        packed = cc.pack_slices(w_hh, sp, blocks)
+        sq_part = cuda.device_array((T, blocks, B), dtype=dtype)
+        geo = (packed, sp.kp, sp.per_block, sp.split)
+        if plan.persistent:
+            persistent[blocks, plan.threads, 0, plan.persistent_shared](*geo, *tail, sq_part)
+        else:
+            launch = step[blocks, plan.threads, 0, plan.step_shared(0)]
+            for t in range(T - 1, -2, -1):
+                launch(t, *geo, *tail, sq_part)
+        cc.finish_norms(sq_part, dh_norms)
