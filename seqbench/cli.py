@@ -30,7 +30,12 @@ def _add_run(sub):
     p.add_argument("--layers", type=int, default=1)
     p.add_argument("--bidirectional", action="store_true")
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--steps", type=int, default=1500, help="max training steps")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="max training steps (default 1500); esn: batches of the readout fit (default auto)",
+    )
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--optimizer", default="adam", help="sgd, adam or rmsprop")
     p.add_argument("--clip", default="norm:1", help="none, value:C or norm:C")

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from .errors import ConfigError
 
 READOUTS = ("last", "mean")
+DEFAULT_STEPS = 1500
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class RunConfig:
     num_layers: int = 1
     bidirectional: bool = False
     batch_size: int = 32
-    steps: int = 1500
+    steps: int | None = None  # None: DEFAULT_STEPS, or for esn the readout fit's own choice
     lr: float = 3e-3
     optimizer: str = "adam"
     clip: str = "norm:1"
@@ -83,11 +84,15 @@ class RunConfig:
         _choice("readout", self.readout, READOUTS)
         if self.seq_len is not None:
             _positive_int("seq_len", self.seq_len)
+        steps = self.steps
+        if steps is None and self.model != "esn":
+            steps = DEFAULT_STEPS
+        if steps is not None:
+            _positive_int("steps", steps)
         for name in (
             "hidden_size",
             "num_layers",
             "batch_size",
-            "steps",
             "eval_every",
             "eval_batches",
             "profile_every",
@@ -111,7 +116,7 @@ class RunConfig:
             from .tasks import _task_class
 
             seq_len = _task_class(self.task).default_seq_len
-        return _replace(self, clip=clip, lr=float(self.lr), seq_len=seq_len)
+        return _replace(self, clip=clip, lr=float(self.lr), seq_len=seq_len, steps=steps)
 
 
 def _replace(cfg, **changes):

@@ -56,23 +56,34 @@ def _fmt(v, spec=".4g"):
 
 def verdict_lines(r: dict) -> list[str]:
     """The end-of-run summary: solved or not, against the baseline, speed, gradient story."""
+    esn = r["model"] == "esn"
+    how = "ridge readout" if esn else f"{r['optimizer']} lr={r['lr']:g}, clip {r['clip']}"
     head = (
         f"{r['task']} T={r['seq_len']}  {r['model']} H={r['hidden_size']} "
         f"x{r['num_layers']}{' bi' if r['bidirectional'] else ''}  "
-        f"({r['backend']}, {r['dtype']}, {r['optimizer']} lr={r['lr']:g}, clip {r['clip']})"
+        f"({r['backend']}, {r['dtype']}, {how})"
     )
+    return [head, _outcome(r), *(_esn_lines(r) if esn else _gradient_lines(r))]
+
+
+def _outcome(r: dict) -> str:
     if r["status"] == "diverged":
-        verdict = f"DIVERGED at step {r['diverged_step']} (NaN/Inf in loss or gradients)"
-    else:
-        ratio = r["final_loss"] / r["baseline_loss"] if r["baseline_loss"] else float("nan")
-        state = f"SOLVED at step {r['solved_step']}" if r["solved"] else "not solved"
-        verdict = (
-            f"{state}: eval loss {_fmt(r['final_loss'])} vs memoryless baseline "
-            f"{_fmt(r['baseline_loss'])} ({_fmt(ratio, '.3f')}x)"
-        )
+        return f"DIVERGED at step {r['diverged_step']} (NaN/Inf in loss or gradients)"
+    ratio = r["final_loss"] / r["baseline_loss"] if r["baseline_loss"] else float("nan")
+    state = f"SOLVED at step {r['solved_step']}" if r["solved"] else "not solved"
+    line = (
+        f"{state}: eval loss {_fmt(r['final_loss'])} vs memoryless baseline "
+        f"{_fmt(r['baseline_loss'])} ({_fmt(ratio, '.3f')}x)"
+    )
     metrics = r.get("metrics") or {}
     if isinstance(metrics, dict) and metrics:
-        verdict += "  " + "  ".join(f"{k} {_fmt(v)}" for k, v in metrics.items())
+        line += "  " + "  ".join(f"{k} {_fmt(v)}" for k, v in metrics.items())
+        if "nrmse" in metrics:
+            line += "  (NRMSE = RMSE / std of the target)"
+    return line
+
+
+def _gradient_lines(r: dict) -> list[str]:
     speed = (
         f"{r['steps_run']} steps in {r['train_seconds']:.1f} s "
         f"({_fmt(r.get('steps_per_second'), '.1f')} steps/s, "
@@ -83,7 +94,18 @@ def verdict_lines(r: dict) -> list[str]:
         f"spectral radius W_hh {_fmt(r.get('spectral_radius'), '.3f')}, "
         f"clipped {100 * (r.get('clip_fraction') or 0):.0f}% of steps"
     )
-    return [head, verdict, speed, grad]
+    return [speed, grad]
+
+
+def _esn_lines(r: dict) -> list[str]:
+    options = r.get("options") or {}
+    return [
+        f"reservoir driven and readout fitted in {r['train_seconds']:.1f} s "
+        f"({_fmt(r.get('sequence_steps_per_second'), '.3g')} sequence-steps/s, "
+        f"compile {_fmt(r.get('compile_seconds'), '.1f')} s)",
+        f"no backprop: spectral radius W_hh {_fmt(r.get('spectral_radius'), '.3f')}, "
+        f"leak {_fmt(options.get('leak', 1.0), '.3g')}",
+    ]
 
 
 def print_verdict(record: dict, out: str) -> None:

@@ -284,13 +284,15 @@ def _run_esn(cfg: RunConfig, progress) -> RunResult:
     out = fit_esn(model, task, rng, batch_size=cfg.batch_size, train_batches=cfg.steps)
     record = {
         **_config_columns(cfg, task),
-        "status": out.get("status", "finished"),
-        "steps_run": cfg.steps,
+        "status": out.pop("status", "finished"),
+        "steps_run": out.pop("train_batches", cfg.steps),
         "train_seconds": time.perf_counter() - t0,
         "parameters": model.parameters,
-        **{k: v for k, v in out.items() if k != "status"},
+        "spectral_radius": model.options["spectral_radius"],
+        **out,
     }
-    record.setdefault("solved_step", cfg.steps if record.get("solved") else None)
+    # The reservoir solves (or not) in its one readout fit: "step" 1 of training.
+    record["solved_step"] = 1 if record.get("solved") else None
     if progress is not None:
         progress(
             cfg.steps,

@@ -1,0 +1,147 @@
+"""Linear readouts of reservoir states, fitted in closed form, and the feedback helpers.
+
+Ridge regression with an unpenalised bias (as ReservoirPy's Ridge):
+
+    [W_out | b_out] = argmin ||[X 1] [W_out b_out]^T - Y||^2 + ridge ||W_out||^2
+
+The normal equations are accumulated batch by batch, A^T A and A^T Y with A = [X 1], so the
+states of a long run never have to sit in memory together; one ``scipy.linalg.solve``
+(``assume_a="pos"``) at the end. Warm-up (washout) steps are dropped before accumulating:
+they still carry the arbitrary initial state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+from .errors import ConfigError
+
+
+def drop_washout(a, washout: int) -> np.ndarray:
+    """(B, T, F) -> (B, T - washout, F); ConfigError when nothing would be left."""
+    washout = check_washout(washout)
+    T = a.shape[1]
+    if T <= washout:
+        raise ConfigError(
+            f"too few steps for the washout: sequences have {T} steps and washout={washout} "
+            "discards them all; use longer sequences or a shorter washout"
+        )
+    return a[:, washout:]
+
+
+def check_washout(washout) -> int:
+    if isinstance(washout, bool) or not isinstance(washout, (int, np.integer)) or washout < 0:
+        raise ConfigError(f"washout must be a non-negative integer, got {washout!r}")
+    return int(washout)
+
+
+class Ridge:
+    """y = x @ weight.T + bias, fitted from accumulated normal equations."""
+
+    def __init__(self, ridge: float = 1e-6):
+        if isinstance(ridge, bool) or not isinstance(ridge, (int, float, np.floating)):
+            raise ConfigError(f"ridge must be a number >= 0, got {ridge!r}")
+        if not (np.isfinite(ridge) and ridge >= 0):
+            raise ConfigError(f"ridge must be a finite number >= 0, got {ridge!r}")
+        self.ridge = float(ridge)
+        self.weight = None  # (O, N)
+        self.bias = None  # (O,)
+        self._ata = None  # (N+1, N+1)
+        self._aty = None  # (N+1, O)
+        self.samples = 0
+
+    def accumulate(self, states, targets, washout: int = 0) -> None:
+        """states (B, T, N) with targets (B, T, O), minus ``washout`` leading steps; or already
+        flat states (S, N) with targets (S, O)."""
+        x, y = np.asarray(states), np.asarray(targets)
+        if x.ndim == 3:
+            x, y = drop_washout(x, washout), drop_washout(y, washout)
+            x, y = x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
+        if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+            raise ConfigError(
+                f"states {np.shape(states)} and targets {np.shape(targets)} do not pair up"
+            )
+        if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+            raise ConfigError("states or targets contain NaN or Inf")
+        a = np.empty((x.shape[0], x.shape[1] + 1))
+        a[:, :-1] = x
+        a[:, -1] = 1.0
+        y = y.astype(np.float64, copy=False)
+        if self._ata is None:
+            self._ata = np.zeros((a.shape[1], a.shape[1]))
+            self._aty = np.zeros((a.shape[1], y.shape[1]))
+        elif self._ata.shape[0] != a.shape[1] or self._aty.shape[1] != y.shape[1]:
+            raise ConfigError("states or targets changed their number of features between batches")
+        self._ata += a.T @ a
+        self._aty += a.T @ y
+        self.samples += x.shape[0]
+
+    def solve(self):
+        """Solve once; returns (weight (O, N), bias (O,))."""
+        if self._ata is None or self.samples == 0:
+            raise ConfigError("the readout has no samples: accumulate() states first")
+        m = self._ata.copy()
+        idx = np.arange(m.shape[0] - 1)
+        m[idx, idx] += self.ridge  # the bias column is not penalised
+        try:
+            w = scipy.linalg.solve(m, self._aty, assume_a="pos")
+        except (np.linalg.LinAlgError, scipy.linalg.LinAlgError) as err:
+            raise ConfigError(
+                f"the ridge system is singular ({err}); use ridge > 0 or more samples"
+            ) from err
+        self.weight = np.ascontiguousarray(w[:-1].T)
+        self.bias = np.ascontiguousarray(w[-1])
+        return self.weight, self.bias
+
+    def predict(self, states) -> np.ndarray:
+        """states (..., N) -> outputs (..., O)."""
+        if self.weight is None:
+            raise ConfigError("the readout is not fitted: call solve() first")
+        return np.asarray(states) @ self.weight.T + self.bias
+
+
+def fit_ridge(states, targets, *, washout: int = 0, ridge: float = 1e-6) -> Ridge:
+    """One-shot fit of (B, T, N) states to (B, T, O) targets."""
+    r = Ridge(ridge)
+    r.accumulate(states, targets, washout)
+    r.solve()
+    return r
+
+
+# ------------------------------------------------------------------ feedback
+
+
+def teacher_forced_states(model, x, targets, h0=None, y0=None):
+    """States of a reservoir with output feedback driven by the desired outputs (teacher
+    forcing): step t sees W_fb y_{t-1}. x (B, T, I), targets (B, T, F) -> (B, T, N)."""
+    states, _ = model.forward(x, h0, teacher=targets, y0=y0)
+    return states
+
+
+def fit_with_feedback(model, x, targets, *, washout: int = 0, ridge: float = 1e-6) -> Ridge:
+    """Teacher-force the reservoir with ``targets`` and fit the readout that produces them."""
+    return fit_ridge(
+        teacher_forced_states(model, x, targets), targets, washout=washout, ridge=ridge
+    )
+
+
+def free_run(model, readout: Ridge, steps: int, *, x=None, h0=None, y0=None):
+    """Generate ``steps`` outputs with the readout's prediction fed back (through W_fb, or as
+    the next input when the reservoir has no feedback weights). Returns (outputs, states)."""
+    if readout.weight is None:
+        raise ConfigError("the readout is not fitted: call solve() first")
+    states, outputs, _ = model.generate(steps, readout.weight, readout.bias, x=x, h0=h0, y0=y0)
+    return outputs, states
+
+
+def warm_then_free_run(model, readout: Ridge, series, steps: int):
+    """Drive the reservoir with ``series`` (B, T, I) (teacher forcing through the input), then
+    free-run ``steps`` more from its last state, feeding each prediction back as the next
+    input. The first generated output predicts the value after ``series``. Returns (B, steps, I).
+    """
+    states, tape = model.forward(series)
+    first = readout.predict(states[:, -1])  # (B, I): the prediction of the next value
+    # generate() feeds y0 into its first step, so its outputs predict the values after that
+    outputs, _ = free_run(model, readout, steps, h0=tape.h_n, y0=first)
+    return np.concatenate([first[:, None], outputs[:, :-1]], axis=1)

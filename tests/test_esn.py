@@ -1,0 +1,411 @@
+"""Echo-state networks: kernels against the NumPy oracle, ridge against lstsq, ReservoirPy
+parity, construction, memory capacity, the reservoir tasks and bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from seqbench.errors import ConfigError
+from seqbench.esn_fit import fit_esn
+from seqbench.models.esn import build_esn, estimate_spectral_radius
+from seqbench.readout import Ridge, fit_ridge, free_run, warm_then_free_run
+from seqbench.tasks import make_task
+from seqbench.tasks.narma import narma10
+
+N_SMALL = 40
+
+
+def pair(**kw):
+    """The same reservoir on the numba kernels and on the NumPy oracle."""
+    kw = {"seed": 3, "spectral_radius": 0.95, "connectivity": 0.2, **kw}
+    return build_esn(2, N_SMALL, backend="numba", **kw), build_esn(
+        2, N_SMALL, backend="numpy", **kw
+    )
+
+
+# -- kernels equal the oracle
+
+
+@pytest.mark.parametrize("sparse", [True, False], ids=["csr", "dense"])
+@pytest.mark.parametrize("B", [1, 3, 9])  # 9: the sparse x dense path of the CSR kernel
+@pytest.mark.parametrize("leak, bias", [(1.0, 0.0), (0.3, 0.5)])
+def test_states_match_numpy_reference(sparse, B, leak, bias, rng):
+    fast, ref = pair(sparse=sparse, leak=leak, bias_scaling=bias, input_scaling=2.0)
+    x = rng.uniform(-1, 1, (B, 25, 2))
+    h0 = rng.uniform(-0.5, 0.5, (1, B, N_SMALL))
+    ys, tape = fast.forward(x, h0)
+    yr, tape_r = ref.forward(x, h0)
+    assert ys.shape == (B, 25, N_SMALL)
+    np.testing.assert_allclose(ys, yr, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(tape.h_n[0], ys[:, -1])
+    np.testing.assert_allclose(tape.h_n, tape_r.h_n, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("sparse", [True, False], ids=["csr", "dense"])
+@pytest.mark.parametrize("B", [1, 9])
+def test_feedback_teacher_forcing_and_free_run_match_reference(sparse, B, rng):
+    fast, ref = pair(sparse=sparse, leak=0.5, bias_scaling=0.2, feedback_size=2)
+    x = rng.uniform(-1, 1, (B, 20, 2))
+    teacher = rng.uniform(-1, 1, (B, 20, 2))
+    a, _ = fast.forward(x, teacher=teacher)
+    b, _ = ref.forward(x, teacher=teacher)
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    w_out, b_out = 0.1 * rng.standard_normal((2, N_SMALL)), rng.standard_normal(2)
+    y0, h0 = rng.uniform(-1, 1, (B, 2)), a[:, -1]
+    sa, oa, _ = fast.generate(15, w_out, b_out, x=x[:, :15], h0=h0, y0=y0)
+    sb, ob, _ = ref.generate(15, w_out, b_out, x=x[:, :15], h0=h0, y0=y0)
+    np.testing.assert_allclose(sa, sb, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(oa, ob, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(oa, sa @ w_out.T + b_out, rtol=0, atol=1e-12)
+
+
+def test_autoregressive_free_run_matches_reference(rng):
+    fast, ref = build_esn(1, N_SMALL, seed=1), build_esn(1, N_SMALL, seed=1, backend="numpy")
+    w_out, b_out = 0.05 * rng.standard_normal((1, N_SMALL)), np.array([0.1])
+    oa = fast.generate(12, w_out, b_out, y0=np.full((2, 1), 0.3))[1]
+    ob = ref.generate(12, w_out, b_out, y0=np.full((2, 1), 0.3))[1]
+    np.testing.assert_allclose(oa, ob, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("sparse", [True, False], ids=["csr", "dense"])
+def test_float32_follows_float64(sparse, rng):
+    kw = {"sparse": sparse, "leak": 0.5, "bias_scaling": 0.2, "seed": 4}
+    m32, m64 = build_esn(2, N_SMALL, dtype="float32", **kw), build_esn(2, N_SMALL, **kw)
+    for B in (1, 9):
+        x = rng.uniform(-1, 1, (B, 30, 2))
+        a, b = m32.forward(x)[0], m64.forward(x)[0]
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def test_linear_reservoir_is_linear(rng):
+    m = build_esn(1, N_SMALL, activation="identity", spectral_radius=0.5)
+    x1, x2 = rng.standard_normal((1, 30, 1)), rng.standard_normal((1, 30, 1))
+    s = lambda x: m.forward(x)[0]  # noqa: E731
+    np.testing.assert_allclose(s(x1 + 2 * x2), s(x1) + 2 * s(x2), rtol=0, atol=1e-12)
+
+
+def test_tanh_f64_is_within_four_ulp():
+    from numba import njit
+    from seqbench.kernels import config
+    from seqbench.kernels.cpu.esn import tanh_f64
+
+    @njit(fastmath=config.FASTMATH, error_model="numpy")  # as the kernels compile it
+    def apply(z, out):
+        for i in range(z.shape[0]):
+            out[i] = tanh_f64(z[i])
+
+    rng = np.random.default_rng(0)
+    z = np.concatenate(
+        [rng.uniform(-25, 25, 20000), rng.uniform(-1, 1, 20000), [0.0, 0.625, -0.625, 1e-300]]
+    )
+    out = np.empty_like(z)
+    apply(z, out)
+    exact = np.array([math.tanh(v) for v in z])  # glibc: correctly rounded in practice
+    ulp = np.abs(out - exact) / np.spacing(np.maximum(np.abs(exact), 1e-300))
+    assert ulp.max() <= 4.0
+    assert np.abs(out - exact).max() < 5e-16
+
+
+# -- ridge readout
+
+
+def test_ridge_equals_lstsq_on_the_augmented_system(rng):
+    X, Y, lam = rng.standard_normal((3, 50, 7)), rng.standard_normal((3, 50, 2)), 0.3
+    r = Ridge(lam)
+    r.accumulate(X[:2], Y[:2], washout=5)  # two batches, accumulated
+    r.accumulate(X[2:], Y[2:], washout=5)
+    w, b = r.solve()
+    A = np.hstack([X[:, 5:].reshape(-1, 7), np.ones((135, 1))])
+    P = np.hstack([np.sqrt(lam) * np.eye(7), np.zeros((7, 1))])  # bias not penalised
+    sol = np.linalg.lstsq(
+        np.vstack([A, P]), np.vstack([Y[:, 5:].reshape(-1, 2), np.zeros((7, 2))]), rcond=None
+    )[0]
+    np.testing.assert_allclose(w, sol[:-1].T, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(b, sol[-1], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(r.predict(X[0]), X[0] @ w.T + b)
+
+
+def test_ridge_errors():
+    with pytest.raises(ConfigError, match="washout"):
+        Ridge(1e-6).accumulate(np.zeros((1, 10, 3)), np.zeros((1, 10, 1)), washout=10)
+    with pytest.raises(ConfigError, match="ridge"):
+        Ridge(-1.0)
+    with pytest.raises(ConfigError, match="no samples"):
+        Ridge(1e-6).solve()
+
+
+def test_teacher_forced_readout_generates_a_sine():
+    m = build_esn(1, 100, seed=0, feedback_size=1, input_scaling=0.1, spectral_radius=0.8)
+    t = np.arange(600)
+    y = np.sin(2 * np.pi * t / 25)[None, :, None] * 0.5
+    x = np.zeros((1, 600, 1))
+    states, _ = m.forward(x, teacher=y)
+    r = fit_ridge(states[:, :500], y[:, :500], washout=100, ridge=1e-8)
+    out, _ = free_run(m, r, 100, x=x[:, 500:], h0=states[:, 499], y0=y[:, 499])
+    assert np.sqrt(np.mean((out - y[:, 500:]) ** 2)) < 0.05
+
+
+# -- construction
+
+
+def test_construction_is_reproducible_per_seed():
+    a, b, c = (build_esn(3, 300, seed=s, bias_scaling=0.1) for s in (7, 7, 8))
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert sa["weight_hh_l0"].nnz == round(0.1 * 300**2)
+    for k in sa:
+        da = sa[k].toarray() if sp.issparse(sa[k]) else sa[k]
+        db = sb[k].toarray() if sp.issparse(sb[k]) else sb[k]
+        np.testing.assert_array_equal(da, db)
+    assert not np.array_equal(sa["weight_ih_l0"], sc["weight_ih_l0"])
+    # the input size does not change W (separate child seeds)
+    d = build_esn(5, 300, seed=7)
+    np.testing.assert_array_equal(
+        d.state_dict()["weight_hh_l0"].toarray(), sa["weight_hh_l0"].toarray()
+    )
+
+
+@pytest.mark.parametrize(
+    "N, sparse, dist", [(100, True, "normal"), (300, True, "uniform"), (300, False, "normal")]
+)
+def test_spectral_radius_is_hit(N, sparse, dist):
+    m = build_esn(1, N, spectral_radius=1.25, sparse=sparse, weight_distribution=dist, seed=2)
+    w = m.state_dict()["weight_hh_l0"]
+    dense = w.toarray() if sp.issparse(w) else w
+    rho = np.max(np.abs(np.linalg.eigvals(dense)))
+    assert abs(rho - 1.25) < 1e-3 * 1.25
+    assert abs(estimate_spectral_radius(w) - rho) < 1e-3 * rho
+
+
+def test_linear_reservoir_memory_capacity_is_close_to_n():
+    N = 20
+    m = build_esn(
+        1,
+        N,
+        activation="identity",
+        spectral_radius=0.9,
+        input_scaling=0.1,
+        connectivity=1.0,
+        sparse=False,
+        seed=0,
+    )
+    task = make_task("memory-capacity", 4000, max_delay=2 * N)
+    r = fit_esn(m, task, np.random.default_rng(0), batch_size=8, ridge=1e-12, train_batches=2)
+    mc = r["metrics"]["memory_capacity"]
+    assert r["metrics"]["memory_capacity_bound"] == N
+    assert 0.9 * N < mc <= N + 0.5
+
+
+# -- ReservoirPy parity
+
+
+def test_same_states_as_reservoirpy(rng):
+    pytest.importorskip("reservoirpy")
+    from reservoirpy.nodes import Reservoir
+
+    res = Reservoir(
+        60,
+        lr=0.4,
+        sr=0.9,
+        input_scaling=0.7,
+        rc_connectivity=0.2,
+        input_connectivity=0.5,
+        bias=0.3,
+        seed=5,
+    )
+    u = rng.uniform(-1, 1, (80, 2))
+    expected = res.run(u)
+    bias = np.broadcast_to(np.asarray(res.bias, dtype=float), (60,))
+    m = build_esn(2, 60, leak=0.4)
+    m.load_state_dict({"weight_ih_l0": res.Win, "weight_hh_l0": res.W, "bias_hh_l0": bias})
+    assert m.sparse
+    states, _ = m.forward(u[None])
+    np.testing.assert_allclose(states[0], expected, rtol=0, atol=1e-10)
+
+
+def test_mackey_glass_nrmse_comparable_to_reservoirpy():
+    pytest.importorskip("reservoirpy")
+    from reservoirpy.nodes import Reservoir
+    from reservoirpy.nodes import Ridge as RpyRidge
+
+    task = make_task("mackey-glass", 1500)
+    b = task.generate(np.random.default_rng(0), 1)
+    x, y = b.x[0], b.y[0]  # one series: 1000 train (100 washout), 500 test
+    m = build_esn(1, 100, seed=0, leak=0.5, spectral_radius=0.9)
+    sd = m.state_dict()
+    res = Reservoir(W=sd["weight_hh_l0"], Win=sd["weight_ih_l0"], bias=sd["bias_hh_l0"], lr=0.5)
+    states_rpy = res.run(x)
+    readout = RpyRidge(ridge=1e-8).fit(states_rpy[:1000], y[:1000], warmup=100)
+    pred_rpy = readout.run(states_rpy[1000:])
+    states, _ = m.forward(x[None])
+    r = fit_ridge(states[:, :1000], y[None, :1000], washout=100, ridge=1e-8)
+    pred = r.predict(states[0, 1000:])
+    nrmse = lambda p: np.sqrt(np.mean((p - y[1000:]) ** 2)) / np.std(y[1000:])  # noqa: E731
+    assert nrmse(pred) < 1e-2
+    assert nrmse(pred) <= 1.05 * nrmse(pred_rpy) + 1e-9
+
+
+# -- state dict
+
+
+def test_state_dict_round_trip_and_validation(rng):
+    m = build_esn(2, N_SMALL, sparse=False)
+    sd = m.state_dict()
+    assert isinstance(sd["weight_hh_l0"], np.ndarray)
+    assert m.parameters == N_SMALL * N_SMALL + N_SMALL * 2 + N_SMALL
+    before = m.state_dict()
+    bad = {**sd, "weight_ih_l0": np.zeros((N_SMALL, 3))}
+    with pytest.raises(ConfigError, match="weight_ih_l0"):
+        m.load_state_dict(bad)
+    with pytest.raises(ConfigError, match="NaN"):
+        m.load_state_dict({**sd, "bias_hh_l0": np.full(N_SMALL, np.nan)})
+    with pytest.raises(ConfigError, match="missing"):
+        m.load_state_dict({"weight_ih_l0": sd["weight_ih_l0"]})
+    for k in before:
+        np.testing.assert_array_equal(m.state_dict()[k], before[k])
+    # a sparse W loads into a dense-built model and switches it to the CSR kernel
+    m.load_state_dict({**sd, "weight_hh_l0": sp.csr_matrix(sd["weight_hh_l0"])})
+    assert m.sparse
+
+
+# -- bad input
+
+
+@pytest.mark.parametrize(
+    "kw, name",
+    [
+        ({"spectral_radius": 0.0}, "spectral_radius"),
+        ({"spectral_radius": -1.0}, "spectral_radius"),
+        ({"connectivity": 0.0}, "connectivity"),
+        ({"connectivity": 1.5}, "connectivity"),
+        ({"leak": 0.0}, "leak"),
+        ({"leak": 1.5}, "leak"),
+        ({"input_connectivity": 2.0}, "input_connectivity"),
+        ({"weight_distribution": "cauchy"}, "weight_distribution"),
+        ({"backend": "fortran"}, "backend"),
+        ({"spectral_radius": float("nan")}, "spectral_radius"),
+        ({"leakage": 0.5}, "leakage"),
+    ],
+)
+def test_bad_construction_raises_config_error(kw, name):
+    with pytest.raises(ConfigError, match=name):
+        build_esn(1, 10, **kw)
+
+
+def test_bad_series_raise_config_error():
+    m = build_esn(1, 10)
+    x = np.zeros((1, 5, 1))
+    x[0, 2, 0] = np.nan
+    with pytest.raises(ConfigError, match="NaN"):
+        m.forward(x)
+    with pytest.raises(ConfigError, match="features"):
+        m.forward(np.zeros((1, 5, 2)))
+    with pytest.raises(ConfigError, match="washout"):
+        fit_esn(m, make_task("narma10", 50), np.random.default_rng(0), washout=50)
+
+
+# -- fitting and the reservoir tasks
+
+
+def test_fit_esn_returns_the_run_record_fields():
+    m = build_esn(1, 100, seed=0, leak=0.3, spectral_radius=1.0, input_scaling=0.5)
+    r = fit_esn(
+        m,
+        make_task("mackey-glass", 400, free_run=20),
+        np.random.default_rng(1),
+        batch_size=4,
+        train_batches=2,
+        ridge=1e-8,
+    )
+    for key in (
+        "final_loss",
+        "baseline_loss",
+        "solved",
+        "metrics",
+        "fit_seconds",
+        "compile_seconds",
+        "sequence_steps_per_second",
+        "status",
+    ):
+        assert key in r
+    assert r["status"] == "finished" and r["solved"]
+    assert r["metrics"]["nrmse"] < 0.05
+    assert 0 < r["metrics"]["free_run_nrmse"] < 1.0
+
+
+def test_fit_esn_classification_uses_one_hot_targets():
+    m = build_esn(10, 100, seed=0, input_scaling=0.5)
+    r = fit_esn(
+        m, make_task("copy-task", 5), np.random.default_rng(0), batch_size=16, train_batches=4
+    )
+    assert r["readout_temperature"] > 0
+    assert r["metrics"]["accuracy"] > 0.6  # the blanks are trivially right
+
+
+def test_mackey_glass_series():
+    task = make_task("mackey-glass", 200, horizon=3)
+    a = task.generate(np.random.default_rng(0), 4)
+    b = task.generate(np.random.default_rng(0), 4)
+    np.testing.assert_array_equal(a.x, b.x)
+    assert a.x.shape == (4, 200, 1) and a.y.shape == (4, 200, 1)
+    np.testing.assert_array_equal(a.y[:, :-3], a.x[:, 3:])  # h-step-ahead targets
+    assert -1.05 < a.x.min() and a.x.max() < 1.05 and a.x.std() > 0.3
+    assert 0 < task.baseline < 0.5
+    with pytest.raises(ConfigError, match="free_run"):
+        make_task("mackey-glass", 100, horizon=2, free_run=10)
+
+
+def test_narma10_follows_its_recursion():
+    task = make_task("narma10", 300)
+    b = task.generate(np.random.default_rng(0), 2)
+    u, y = b.x[..., 0], b.y[..., 0]
+    assert np.all((u >= 0) & (u <= 0.5))
+    for t in range(10, 299):  # y[t] = y(t+1), driven by u(t)
+        want = 0.3 * y[:, t - 1] + 0.05 * y[:, t - 1] * y[:, t - 10 : t].sum(axis=1)
+        want += 1.5 * u[:, t - 9] * u[:, t] + 0.1
+        np.testing.assert_allclose(y[:, t], want, rtol=1e-12)
+    direct = narma10(np.full((1, 50), 0.25))
+    assert direct[0, 0] == pytest.approx(0.1)
+
+
+def test_memory_capacity_targets_are_delayed_inputs():
+    task = make_task("memory-capacity", 50, max_delay=5)
+    b = task.generate(np.random.default_rng(0), 2)
+    assert b.y.shape == (2, 50, 5) and task.washout >= 5
+    for k in range(1, 6):
+        np.testing.assert_array_equal(b.y[:, k:, k - 1], b.x[:, :-k, 0])
+    assert task.metrics(b.y, b.y)["memory_capacity"] == pytest.approx(5.0)
+
+
+def test_warm_then_free_run_continues_the_series():
+    task = make_task("mackey-glass", 700)
+    m = build_esn(1, 100, seed=0, leak=0.3, spectral_radius=1.0, input_scaling=0.5)
+    b = task.generate(np.random.default_rng(2), 2)
+    states, _ = m.forward(b.x)
+    r = fit_ridge(states, b.y, washout=100, ridge=1e-8)
+    pred = warm_then_free_run(m, r, b.x[:, :600], 20)
+    assert pred.shape == (2, 20, 1)
+    assert np.sqrt(np.mean((pred - b.x[:, 600:620]) ** 2)) < 0.1
+
+
+# -- the asv suite
+
+
+def test_asv_benchmarks_are_well_formed():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "suites" / "asv" / "bench_esn.py"
+    spec = importlib.util.spec_from_file_location("bench_esn", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    classes = [bench.ReservoirRun, bench.ReservoirBuild, bench.MackeyGlassQuality]
+    for cls in classes:
+        assert len(cls.params) == len(cls.param_names)
+        methods = [m for m in vars(cls) if m.startswith(("time_", "track_", "peakmem_"))]
+        assert methods, cls.__name__
+        assert callable(cls.setup)
