@@ -168,6 +168,9 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"seqbench: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # output piped into e.g. `head`, which closed early
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(
             "seqbench: interrupted; finished runs are saved, nothing partial was written",

@@ -258,6 +258,15 @@ def check_writable(out) -> Path:
     return out
 
 
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
 def write_run(out, record: Mapping, history=None, profiles=None) -> Path:
     """Write one run under ``out`` atomically; returns the path of its runs file.
 
@@ -283,6 +292,7 @@ def write_run(out, record: Mapping, history=None, profiles=None) -> Path:
                 continue
             fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{rid}.", suffix=".tmp")
             os.close(fd)
+            os.chmod(tmp, _FILE_MODE)  # mkstemp's 0600 would make shared results unreadable
             staged.append((Path(tmp), final))
             _write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
         for sub, frame in frames.items():

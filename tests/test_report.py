@@ -1,0 +1,177 @@
+"""Comparison tables and the HTML report: numbers on a made-up table, then a real report of
+tiny runs, parsed: every image on disk, every section present."""
+
+import math
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from seqbench import report, results
+from seqbench.cli import main
+from seqbench.config import RunConfig
+from seqbench.train import run_and_save
+
+
+def _row(model, T, seed, solved, step=None, ratio=1.0, sps=10.0, clip="norm:1", **kw):
+    return {
+        "task": "copy-task", "model": model, "bidirectional": kw.get("bi", False),
+        "num_layers": 1, "options": kw.get("options", '{"readout": "last"}'), "seq_len": T,
+        "clip": clip, "seed": seed, "status": kw.get("status", "finished"), "solved": solved,
+        "solved_step": step, "loss_ratio": ratio, "steps_per_second": sps,
+        "hidden_size": 64, "clip_fraction": 0.5, "max_preclip_norm": 3.0,
+    }  # fmt: skip
+
+
+def test_which_model_solves_which_length_table():
+    df = pd.DataFrame(
+        [
+            _row("elman", 10, 0, True, 300, 0.05),
+            _row("elman", 10, 1, False, None, 0.9),
+            _row("elman", 50, 0, False, None, 1.0),
+            _row("elman", 50, 1, False, None, math.nan, status="diverged"),
+            _row("lstm", 10, 0, True, 100, 0.01, sps=5),
+            _row("lstm", 10, 1, True, 200, 0.02, sps=7),
+            _row("lstm", 50, 0, True, 900, 0.08, sps=3, bi=True),
+        ]
+    )
+    tables = report.summary_tables(df)
+    solved = tables["copy-task: runs solved (model x T, over seeds)"]
+    assert solved.loc["elman", "T=10"] == "1/2" and solved.loc["elman", "T=50"] == "0/2"
+    assert solved.loc["lstm", "T=10"] == "2/2" and solved.loc["lstm", "T=50"] == "-"
+    assert solved.loc["lstm-bi", "T=50"] == "1/1"
+    steps = tables["copy-task: median steps to solve"]
+    assert steps.loc["lstm", "T=10"] == 150 and math.isnan(steps.loc["elman", "T=50"])
+    ratio = tables["copy-task: median final loss / baseline"]
+    assert ratio.loc["elman", "T=50"] == math.inf  # a diverged run counts as infinitely bad
+    assert tables["copy-task: median steps per second"].loc["lstm", "T=10"] == 6
+    assert not any(k.startswith("clipping") for k in tables)  # one clip setting
+
+    df.loc[[1, 3], "clip"] = "none"
+    tables = report.summary_tables(df)
+    assert list(tables["copy-task: runs solved (model x T, over seeds)"].index.names) == [
+        "label",
+        "clip",
+    ]
+    clipping = tables["clipping: divergence and solve rates"]
+    assert clipping.loc[("copy-task", "elman", "none"), "diverged_rate"] == 0.5
+    assert clipping.loc[("copy-task", "elman", "norm:1"), "diverged_rate"] == 0.0
+
+
+def test_model_labels_show_only_the_options_that_vary():
+    df = pd.DataFrame(
+        [
+            _row("esn", 10, 0, False, options='{"leak": 0.3, "spectral_radius": 0.9}'),
+            _row("esn", 10, 0, False, options='{"leak": 1.0, "spectral_radius": 0.9}'),
+            _row("gru", 10, 0, False),
+        ]
+    )
+    assert list(report.model_labels(df)) == ["esn leak=0.3", "esn leak=1.0", "gru"]
+
+
+# ---------------------------------------------------------------- the report itself
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tmp_path_factory):
+    """Eight tiny real runs (elman, gru x T=3, 5 x clip none, norm:1) and one diverged."""
+    out = tmp_path_factory.mktemp("report") / "res"
+    base = dict(task="copy-task", hidden_size=8, batch_size=4, steps=8, eval_every=4,
+                profile_every=2)  # fmt: skip
+    for model in ("elman", "gru"):
+        for T in (3, 5):
+            for clip in ("none", "norm:1"):
+                run_and_save(RunConfig(model=model, seq_len=T, clip=clip, **base), out)
+    record = results.load(out).iloc[0].to_dict()
+    record.update(run_id=None, seed=9, status="diverged", diverged_step=3, final_loss=None,
+                  loss_ratio=None, solved=False)  # fmt: skip
+    history = pd.DataFrame({"step": [1, 2, 3], "loss": [2.0, 40.0, math.inf]})
+    results.write_run(out, record, history=history)
+    return out
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.sections, self.tables, self.stack = [], [], 0, []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs.get("src"))
+            assert attrs.get("alt"), "every image has alt text"
+        elif tag == "section":
+            self.sections.append(attrs.get("id"))
+        elif tag == "table":
+            self.tables += 1
+        if tag not in ("img", "meta", "br"):
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes <{self.stack[-1:]}>"
+        self.stack.pop()
+
+
+def test_report_html_every_image_exists_and_sections_present(tiny_results, tmp_path, capsys):
+    html_path = tmp_path / "site" / "index.html"
+    assert main(["report", "--out", str(tiny_results), "--html", str(html_path)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    text = html_path.read_text()
+    page = _Page()
+    page.feed(text)
+    page.close()
+    assert not page.stack, f"unclosed tags: {page.stack}"
+    assert set(page.sections) >= {"solved", "loss", "gradients", "success", "speed",
+                                  "clipping", "runs"}  # fmt: skip
+    assert len(page.images) == 4
+    for src in page.images:
+        png = html_path.parent / src
+        assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", src
+        assert "/" not in src  # written next to the page: the folder can be moved as one
+    assert page.tables >= 6
+    assert "copy-task: runs solved" in text and "clipping: divergence" in text
+    assert "diverged" in text and "<script" not in text
+
+
+def test_report_replaces_stale_figures_and_errors_are_one_line(tiny_results, tmp_path, capsys):
+    path = report.write_report(tiny_results, tmp_path / "r.html")
+    stale = tmp_path / "r-loss.png"
+    assert stale.is_file()
+    empty = tmp_path / "empty"
+    results.check_writable(empty)
+    assert main(["report", "--out", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert "no runs in" in err and err.count("\n") == 1
+    assert main(["report", "--out", str(tmp_path / "missing")]) == 2
+    assert "no results directory" in capsys.readouterr().err
+    assert path.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_cli_start_imports_neither_matplotlib_nor_dask():
+    code = (
+        "import sys, seqbench.cli as c; c.build_parser(); "
+        "print([m for m in ('matplotlib', 'distributed', 'dask') if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.skipif(
+    not (shutil.which("chromium") or shutil.which("chromium-browser")),
+    reason="headless Chromium not installed (apt-get install chromium)",
+)
+def test_report_renders_in_headless_chromium(tiny_results, tmp_path):
+    html_path = report.write_report(tiny_results, tmp_path / "report.html")
+    shot = tmp_path / "shot.png"
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+         "--window-size=1200,3000", Path(html_path).resolve().as_uri()],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert shot.is_file() and shot.stat().st_size > 10_000
