@@ -2,11 +2,47 @@
 
 Each derivative is written in terms of the activation's output ``s = f(z)``, which is what
 the forward pass saves, so backward never re-evaluates a transcendental for a gate.
+
+Two families:
+
+- ``sigmoid``, ``tanh_``, ``relu`` and their derivatives: the exact functions (libm), plain
+  Python that the CUDA kernels compile as device functions too. Used for float64.
+- ``*_kernel``: what the CPU kernels call. They keep the argument's dtype (no float64
+  promotion from Python literals) and, for float32, use the approximations below, which LLVM
+  can vectorise (numba has no SVML here, so a libm call per element would stay scalar).
+
+float32 approximations (Cephes' expf/tanhf designs, rewritten without branches). Error
+bounds measured exhaustively over all 2^32 float32 inputs against float64 libm (the
+figures below are those maxima, rounded up); tests/test_fastmath.py re-checks them on a
+strided sweep of every binade:
+
+- ``exp_fast(x)``: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, a degree-7 polynomial
+  for e^r and 2^n placed in the exponent bits. Relative error <= 3.1e-7 for x in
+  [-87.3, 88.3]; outside, x is clamped to that range. Not monotone by 1 ulp in places.
+- ``sigmoid_fast(x) = 1 / (1 + exp_fast(-x))``: absolute error <= 9e-8 everywhere, relative
+  error <= 3.3e-7 for x >= -87.3 (sigmoid >= 1.2e-38); exactly 0 below -87.3 and at -inf,
+  exactly 1 from x = 17 up and at +inf, 0.5 at 0. Monotone up to dips of 2 ulp, all in
+  -0.5 < x < 0.35 (exp's steps between reduction intervals).
+- ``tanh_fast(x)``: an odd polynomial for |x| < 0.625, ``1 - 2 / (e^{2|x|} + 1)`` above;
+  absolute error <= 8.1e-8, relative error <= 1.5e-7, monotone (no dip at all), exactly
+  +-1 from |x| = 9.1 up and at +-inf, +-0 at +-0, and ``tanh_fast(x) == x`` for |x| < 2^-12
+  (subnormals included).
+- NaN in, NaN out, for all three.
+
+About 0.4-0.7 ns an element vectorised (AVX2), against 4 ns (sigmoid) and 12 ns (tanh) for a
+scalar libm call per element.
 """
 
 from math import exp, tanh
 
-from numba import njit
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic, overload
+
+from . import config
+
+# ---------------------------------------------------------------- exact functions
 
 
 @njit(inline="always")
@@ -37,3 +73,127 @@ def relu(z):
 @njit(inline="always")
 def drelu_from_output(s):  # d/dz relu(z) = [z > 0] = [s > 0]
     return 1.0 if s > 0.0 else 0.0
+
+
+# ---------------------------------------------------------------- float32 approximations
+
+_f = np.float32
+_ONE, _TWO, _HALF = _f(1.0), _f(2.0), _f(0.5)
+_LOG2E = _f(1.44269504088896341)
+_LN2_HI, _LN2_LO = _f(0.693359375), _f(-2.12194440e-4)  # Cody-Waite: ln 2 = hi + lo
+# e^r = 1 + r + r^2 (P0 + P1 r + ... + P5 r^5) on |r| <= ln2/2 (Cephes expf)
+_P0, _P1, _P2 = _f(5.0000001201e-1), _f(1.6666665459e-1), _f(4.1665795894e-2)
+_P3, _P4, _P5 = _f(8.3334519073e-3), _f(1.3981999507e-3), _f(1.9875691500e-4)
+_EXP_LO, _EXP_HI = _f(-87.3), _f(88.3)  # 2^n stays a normal float32 inside this range
+_N_LO, _N_HI = _f(-126.0), _f(127.0)
+# tanh(x) = x + x^3 (T0 + T1 x^2 + ... + T4 x^8) on |x| < 0.625 (Cephes tanhf)
+_T0, _T1, _T2 = _f(-3.33332819422e-1), _f(1.33314422036e-1), _f(-5.37397155531e-2)
+_T3, _T4 = _f(2.06390887954e-2), _f(-5.70498872745e-3)
+_TANH_SMALL = _f(0.625)
+_SIG_LO = _f(-87.3)  # sigmoid below this is under 2^-126: return 0
+
+
+@intrinsic
+def _pow2i(typingctx, n):
+    """2**n as float32 for an int32 n in [-126, 127]: n + 127 put in the exponent bits."""
+    if n != types.int32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        biased = builder.add(args[0], ir.Constant(i32, 127))
+        return builder.bitcast(builder.shl(biased, ir.Constant(i32, 23)), ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+@njit(inline="always", fastmath=config.FASTMATH)
+def exp_fast(x):
+    """e^x for float32, branch-free (selects only); see the module docstring for bounds."""
+    x = _EXP_HI if x > _EXP_HI else x  # NaN passes both clamps
+    x = _EXP_LO if x < _EXP_LO else x
+    n = np.floor(x * _LOG2E + _HALF)
+    n = n if n >= _N_LO else _N_LO  # also maps NaN to a defined integer
+    n = n if n <= _N_HI else _N_HI
+    r = x - n * _LN2_HI
+    r = r - n * _LN2_LO
+    p = _P5 * r + _P4
+    p = p * r + _P3
+    p = p * r + _P2
+    p = p * r + _P1
+    p = p * r + _P0
+    p = p * (r * r) + r + _ONE
+    return p * _pow2i(np.int32(n))
+
+
+@njit(inline="always", fastmath=config.FASTMATH)
+def sigmoid_fast(x):
+    s = _ONE / (_ONE + exp_fast(-x))
+    return _f(0.0) if x < _SIG_LO else s
+
+
+@njit(inline="always", fastmath=config.FASTMATH)
+def tanh_fast(x):
+    a = abs(x)
+    # |x| >= 0.625: 1 - 2 / (e^{2|x|} + 1), sign restored below
+    big = _ONE - _TWO / (exp_fast(a + a) + _ONE)
+    big = big if x >= _f(0.0) else -big
+    # |x| < 0.625: odd polynomial, exact for subnormals (x + tiny)
+    z = x * x
+    p = _T4 * z + _T3
+    p = p * z + _T2
+    p = p * z + _T1
+    p = p * z + _T0
+    small = x + x * z * p
+    return small if a < _TANH_SMALL else big
+
+
+# ---------------------------------------------------------------- what the CPU kernels call
+
+
+def sigmoid_kernel(z):
+    """sigmoid in z's dtype: ``sigmoid_fast`` for float32 (config.FAST_FLOAT32), else exact."""
+    return sigmoid(z)
+
+
+def tanh_kernel(z):
+    """tanh in z's dtype: ``tanh_fast`` for float32 (config.FAST_FLOAT32), else exact."""
+    return tanh_(z)
+
+
+def _fast(z):
+    return config.FAST_FLOAT32 and z == types.float32
+
+
+@overload(sigmoid_kernel, inline="always")
+def _sigmoid_kernel(z):
+    if _fast(z):
+        return lambda z: sigmoid_fast(z)
+    return lambda z: sigmoid(z)
+
+
+@overload(tanh_kernel, inline="always")
+def _tanh_kernel(z):
+    if _fast(z):
+        return lambda z: tanh_fast(z)
+    return lambda z: tanh_(z)
+
+
+@njit(inline="always")
+def dsigmoid_kernel(s):  # s (1 - s), in s's dtype
+    return s * (type(s)(1.0) - s)
+
+
+@njit(inline="always")
+def dtanh_kernel(s):  # 1 - s^2, in s's dtype
+    return type(s)(1.0) - s * s
+
+
+@njit(inline="always")
+def relu_kernel(z):  # z * 0 keeps the sign of zero and propagates NaN, as relu above
+    return z if z > type(z)(0.0) else z * type(z)(0.0)
+
+
+@njit(inline="always")
+def drelu_kernel(s):
+    return type(s)(1.0) if s > type(s)(0.0) else type(s)(0.0)

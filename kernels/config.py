@@ -26,20 +26,40 @@ ERROR_MODEL = "numpy"
 # steps, so there is no barrier per step (numba's prange; numba.set_num_threads caps it).
 PARALLEL = os.environ.get("SEQBENCH_KERNEL_PARALLEL", "1") != "0"
 
+
+def parallel_options():
+    """numba's ``parallel=`` for a CPU kernel: explicit prange loops only. Implicit parallel
+    array expressions (np.zeros, copies, slice assignments) would wake numba's threads right
+    before or after BLAS runs its own, which is the pool fight again. A fresh dict per call:
+    numba consumes it."""
+    if not PARALLEL:
+        return False
+    off = ("comprehension", "reduction", "inplace_binop", "setitem", "numpy", "stencil", "fusion")
+    return {"prange": True, **dict.fromkeys(off, False)}
+
+
 # The batch is cut into at most ROW_GROUPS groups of at least MIN_GROUP_ROWS rows (the register
 # block of the recurrent product); numba's threads share the groups out evenly.
 ROW_GROUPS = int(os.environ.get("SEQBENCH_ROW_GROUPS", "8"))
 MIN_GROUP_ROWS = 4
 
-# The recurrent product of a thread's rows, rows x K @ K x N, goes to BLAS (one np.dot per
+# The recurrent product of a group's rows, rows x K @ K x N, goes to BLAS (one np.dot per
 # step, BLAS held to one thread by the caller) when rows * K * N >= this; below it a
-# register-blocked loop does it (no call overhead). Measured: docs in seqbench/bench.py.
+# register-blocked loop does it (no call overhead; 4 rows x 4 k per pass over W). Measured
+# on one thread (AVX-512 OpenBLAS vs numba's 256-bit loops): 4 x 128 @ 128 x 512 per step,
+# loop 27 us vs BLAS 35 us; 32 x 128 @ 128 x 512, 62 vs 50 us; 64 x 512 @ 512 x 2048,
+# 4.4 ms vs 1.5 ms.
 BLAS_MIN_MACS = int(os.environ.get("SEQBENCH_BLAS_MIN_MACS", str(1 << 20)))
+
+# A per-step product of the whole batch, B x K @ K x N, at least this big runs as one group
+# and one BLAS call per step with BLAS's own threads: packing W once per step for all rows
+# beats every thread packing it for its own rows.
+BLAS_THREADED_MACS = int(os.environ.get("SEQBENCH_BLAS_THREADED_MACS", str(1 << 24)))
 
 # numba's disk cache keys on a kernel's own source file, not on the values above: a process
 # that overrides any of them through the environment compiles afresh and caches nothing.
 _OVERRIDES = ("SEQBENCH_EXACT_ACTIVATIONS", "SEQBENCH_KERNEL_PARALLEL", "SEQBENCH_ROW_GROUPS",
-              "SEQBENCH_BLAS_MIN_MACS")
+              "SEQBENCH_BLAS_MIN_MACS", "SEQBENCH_BLAS_THREADED_MACS")
 CACHE = CACHE and not any(name in os.environ for name in _OVERRIDES)
 
 # CUDA launch geometry; tests shrink it so that tiny shapes still span several blocks.

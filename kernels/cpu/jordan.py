@@ -17,54 +17,104 @@ Shapes (time-major inside the kernel):
     dy_tot:   [T, B, O]  dL/dy_t through time (feeds dW_hy, db_hy)
     dpre:     [T, B, H]  dL/d(hidden pre-activation) = dL/dx_proj
     dy0:      [B, O];    dh_norms: [T] ||dL/dy_t|| (the recurrent state), mean over B
+
+Each thread owns a group of batch rows for all T steps (see _common.py).
 """
 
 from math import sqrt
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from .. import config
-from .._math import dtanh_from_output, tanh_
+from .._math import dtanh_kernel, tanh_kernel
+from ._common import finish_norms, group_rows, plan, rows_matmul
+
+_JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL}
 
 
-@njit(cache=config.CACHE, fastmath=config.FASTMATH)
+@njit(cache=config.CACHE, parallel=config.parallel_options(), **_JIT)
 def jordan_forward(x_proj, w_yh_t, w_hy_t, b_hy, y0, h_seq, y_seq):
     T, B, H = x_proj.shape
     O = y0.shape[1]
-    rec = np.empty((B, H), dtype=x_proj.dtype)  # (B, H)
-    y_prev = y0
-    for t in range(T):
-        np.dot(y_prev, w_yh_t, rec)
-        for b in range(B):
-            for j in range(H):
-                h_seq[t, b, j] = tanh_(x_proj[t, b, j] + rec[b, j])
-        np.dot(h_seq[t], w_hy_t, y_seq[t])
-        for b in range(B):
-            for k in range(O):
-                y_seq[t, b, k] += b_hy[k]
-        y_prev = y_seq[t]
+    n, rows, blas = plan(B, O, H)  # both products have O * H terms per row
+    rec = np.empty((B, H), dtype=x_proj.dtype)  # (B, H): y_{t-1} W_yh^T, rows per group
+    if n == 1:  # outside any parallel region: BLAS, if used, may run its own threads
+        _forward_rows(x_proj, w_yh_t, w_hy_t, b_hy, y0, h_seq, y_seq, rec, 0, B, blas)
+    else:
+        for grp in prange(n):
+            lo, hi = group_rows(B, rows, grp)
+            _forward_rows(x_proj, w_yh_t, w_hy_t, b_hy, y0, h_seq, y_seq, rec, lo, hi, blas)
 
 
-@njit(cache=config.CACHE, fastmath=config.FASTMATH)
+@njit(**_JIT)
+def _forward_rows(x_proj, w_yh_t, w_hy_t, b_hy, y0, h_seq, y_seq, rec, lo, hi, blas):
+    """Rows [lo, hi) through all T steps."""
+    for t in range(x_proj.shape[0]):
+        y_prev = y0 if t == 0 else y_seq[t - 1]
+        rows_matmul(y_prev, w_yh_t, rec, lo, hi, blas)
+        for b in range(lo, hi):
+            _tanh_row(x_proj[t, b], rec[b], h_seq[t, b])
+        rows_matmul(h_seq[t], w_hy_t, y_seq[t], lo, hi, blas)
+        for b in range(lo, hi):
+            _add_into(b_hy, y_seq[t, b])
+
+
+@njit(**_JIT)
+def _tanh_row(xp, z, h):
+    for j in range(h.shape[0]):
+        h[j] = tanh_kernel(xp[j] + z[j])
+
+
+@njit(**_JIT)
+def _add_into(a, out):
+    for j in range(out.shape[0]):
+        out[j] += a[j]
+
+
+@njit(cache=config.CACHE, parallel=config.parallel_options(), **_JIT)
 def jordan_backward(dy_out, dy_last, h_seq, w_yh, w_hy, dy_tot, dpre, dy0, dh_norms):
     T, B, H = h_seq.shape
     O = dy_last.shape[1]
+    n, rows, blas = plan(B, O, H)
     dy = dy_last.copy()  # (B, O)
     dh = np.empty((B, H), dtype=h_seq.dtype)
-    for t in range(T - 1, -1, -1):
-        norm_sum = 0.0
-        for b in range(B):
-            sq = 0.0
-            for k in range(O):
-                g = dy[b, k] + dy_out[t, b, k]
-                dy_tot[t, b, k] = g
-                sq += g * g
-            norm_sum += sqrt(sq)
-        dh_norms[t] = norm_sum / B
-        np.dot(dy_tot[t], w_hy, dh)
-        for b in range(B):
-            for j in range(H):
-                dpre[t, b, j] = dh[b, j] * dtanh_from_output(h_seq[t, b, j])
-        np.dot(dpre[t], w_yh, dy)
+    part = np.zeros((n, T), dtype=h_seq.dtype)  # per group: sum over its rows of ||dL/dy_t||
+    if n == 1:  # outside any parallel region: BLAS, if used, may run its own threads
+        _backward_rows(dy_out, h_seq, w_yh, w_hy, dy_tot, dpre, dy, dh, part[0], 0, B, blas)
+    else:
+        for grp in prange(n):
+            lo, hi = group_rows(B, rows, grp)
+            _backward_rows(dy_out, h_seq, w_yh, w_hy, dy_tot, dpre, dy, dh, part[grp], lo, hi, blas)
     dy0[:] = dy
+    finish_norms(part, B, dh_norms)
+
+
+@njit(**_JIT)
+def _backward_rows(dy_out, h_seq, w_yh, w_hy, dy_tot, dpre, dy, dh, norms, lo, hi, blas):
+    """Rows [lo, hi) back through all T steps; norms[t] += ||dL/dy_t|| of each row."""
+    for t in range(h_seq.shape[0] - 1, -1, -1):
+        s = norms[t]
+        for b in range(lo, hi):
+            s += _sum_row(dy[b], dy_out[t, b], dy_tot[t, b])
+        norms[t] = s
+        rows_matmul(dy_tot[t], w_hy, dh, lo, hi, blas)
+        for b in range(lo, hi):
+            _dtanh_row(dh[b], h_seq[t, b], dpre[t, b])
+        rows_matmul(dpre[t], w_yh, dy, lo, hi, blas)
+
+
+@njit(**_JIT)
+def _sum_row(a, b, out):  # out = a + b; returns ||out||
+    sq = a.dtype.type(0.0)
+    for k in range(out.shape[0]):
+        v = a[k] + b[k]
+        out[k] = v
+        sq += v * v
+    return sqrt(sq)
+
+
+@njit(**_JIT)
+def _dtanh_row(dh, h, d):
+    for j in range(d.shape[0]):
+        d[j] = dh[j] * dtanh_kernel(h[j])
