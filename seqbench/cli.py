@@ -29,14 +29,14 @@ def _add_run(sub):
     p.add_argument("--hidden", type=int, default=128, help="hidden size H")
     p.add_argument("--layers", type=int, default=1)
     p.add_argument("--bidirectional", action="store_true")
-    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--batch", type=int, default=64)
     p.add_argument(
         "--steps",
         type=int,
         default=None,
-        help="max training steps (default 1500); esn: batches of the readout fit (default auto)",
+        help="max training steps (default 3000); esn: batches of the readout fit (default auto)",
     )
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--optimizer", default="adam", help="sgd, adam or rmsprop")
     p.add_argument("--clip", default="norm:1", help="none, value:C or norm:C")
     p.add_argument(

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from .errors import ConfigError
 
 READOUTS = ("last", "mean")
-DEFAULT_STEPS = 1500
+DEFAULT_STEPS = 3000
 
 
 @dataclass(frozen=True)
@@ -25,9 +25,9 @@ class RunConfig:
     hidden_size: int = 128
     num_layers: int = 1
     bidirectional: bool = False
-    batch_size: int = 32
+    batch_size: int = 64
     steps: int | None = None  # None: DEFAULT_STEPS, or for esn the readout fit's own choice
-    lr: float = 3e-3
+    lr: float = 1e-2
     optimizer: str = "adam"
     clip: str = "norm:1"
     init: str = "default"
