@@ -20,35 +20,39 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{message} (see '{self.prog} --help')")
 
 
+# `seqbench run` flags -> RunConfig fields; an absent flag leaves RunConfig's default in place.
+RUN_FLAGS = {
+    "--model": ("model", str, "elman, jordan, lstm, gru or esn"),
+    "--backend": ("backend", str, "numba, numpy or cuda"),
+    "--seq-len": ("seq_len", int, "sequence length T (default: the task's)"),
+    "--hidden": ("hidden_size", int, "hidden size H"),
+    "--layers": ("num_layers", int, "stacked layers"),
+    "--batch": ("batch_size", int, "sequences per step"),
+    "--steps": ("steps", int, "max training steps (esn: batches of the readout fit, auto)"),
+    "--lr": ("lr", float, "learning rate"),
+    "--optimizer": ("optimizer", str, "sgd, adam or rmsprop"),
+    "--clip": ("clip", str, "none, value:C or norm:C"),
+    "--init": ("init", str, "default, orthogonal, identity or spectral:RHO (recurrent weights)"),
+    "--readout": ("readout", str, "sequence tasks: last or mean"),
+    "--tbptt": ("tbptt", int, "truncated BPTT window"),
+    "--dtype": ("dtype", str, "float32 or float64"),
+    "--seed": ("seed", int, "seed of weights and data"),
+}
+
+
 def _add_run(sub):
+    from .config import DEFAULT_STEPS, RunConfig
+
+    defaults = RunConfig()
     p = sub.add_parser("run", help="train one model on one task and record the run")
     p.add_argument("task", help="task name (see 'seqbench list')")
-    p.add_argument("--model", default="gru", help="elman, jordan, lstm, gru or esn")
-    p.add_argument("--backend", default="numba", help="numba (default), numpy or cuda")
-    p.add_argument("--seq-len", type=int, default=None, help="sequence length T (task default)")
-    p.add_argument("--hidden", type=int, default=128, help="hidden size H")
-    p.add_argument("--layers", type=int, default=1)
+    for flag, (field_, type_, help_) in RUN_FLAGS.items():
+        default = getattr(defaults, field_)
+        default = DEFAULT_STEPS if field_ == "steps" else default
+        shown = f" (default {default})" if default is not None else ""
+        p.add_argument(flag, dest=field_, type=type_, default=None, help=help_ + shown)
     p.add_argument("--bidirectional", action="store_true")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help="max training steps (default 3000); esn: batches of the readout fit (default auto)",
-    )
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--optimizer", default="adam", help="sgd, adam or rmsprop")
-    p.add_argument("--clip", default="norm:1", help="none, value:C or norm:C")
-    p.add_argument(
-        "--init",
-        default="default",
-        help="default, orthogonal, identity or spectral:RHO (recurrent weights)",
-    )
     p.add_argument("--nonlinearity", default=None, help="elman: tanh or relu")
-    p.add_argument("--readout", default="last", help="sequence tasks: last or mean")
-    p.add_argument("--tbptt", type=int, default=None, help="truncated BPTT window")
-    p.add_argument("--dtype", default="float32", help="float32 or float64")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-early-stop", action="store_true", help="train all steps when solved")
     p.add_argument("--out", default="results", help="results directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -58,29 +62,14 @@ def _add_run(sub):
 def _run_config(a):
     from .config import RunConfig
 
-    opts = {}
-    if a.nonlinearity is not None:
-        opts["nonlinearity"] = a.nonlinearity
+    given = {f: getattr(a, f) for f, *_ in RUN_FLAGS.values() if getattr(a, f) is not None}
+    opts = {} if a.nonlinearity is None else {"nonlinearity": a.nonlinearity}
     return RunConfig(
         task=a.task,
-        model=a.model,
-        backend=a.backend,
-        dtype=a.dtype,
-        seq_len=a.seq_len,
-        hidden_size=a.hidden,
-        num_layers=a.layers,
         bidirectional=a.bidirectional,
-        batch_size=a.batch,
-        steps=a.steps,
-        lr=a.lr,
-        optimizer=a.optimizer,
-        clip=a.clip,
-        init=a.init,
-        seed=a.seed,
-        readout=a.readout,
-        tbptt=a.tbptt,
         stop_when_solved=not a.no_early_stop,
         model_options=opts,
+        **given,
     ).validated()
 
 
