@@ -309,3 +309,96 @@ def test_weights_stay_on_device_until_they_change(geometry):
     ref.params["weight_hh_l0"] *= 0.5
     np.testing.assert_allclose(m.forward(x)[0], ref.forward(x)[0], rtol=1e-12, atol=1e-12)
     assert cuda_gpu.weights(w, True) is not first
+
+
+# ---------------------------------------------------------------- echo-state network
+
+
+def _esn_data(B, N=7, T=5, O=0, seed=11, density=0.4):
+    """Inputs of one esn_forward call, float64; W dense and as uint32 CSR."""
+    import scipy.sparse as sparse_mod
+
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((N, N)) * (rng.random((N, N)) < density)
+    w *= 0.9 / max(np.max(np.abs(np.linalg.eigvals(w))), 1e-12)
+    csr = sparse_mod.csr_array(w)
+    d = dict(
+        u_proj=rng.standard_normal((B, T, N)),
+        w_hh_t=np.ascontiguousarray(w.T),
+        csr=(
+            csr.indptr.astype(np.uint32),
+            csr.indices.astype(np.uint32),
+            np.ascontiguousarray(csr.data),
+        ),
+        x0=0.5 * rng.standard_normal((B, N)),
+        w_fb=rng.uniform(-1.0, 1.0, (N, O)),
+        w_out=0.3 * rng.standard_normal((O, N)),
+        b_out=rng.standard_normal(O),
+        y0=rng.standard_normal((B, O)),
+    )
+    return d
+
+
+def _esn_run(mod, d, sparse, leak, linear):
+    B, T, N = d["u_proj"].shape
+    O = d["w_out"].shape[0]
+    states = np.full((B, T, N), np.nan)
+    outputs = np.full((B, T, O), np.nan)
+    common = (leak, linear, d["x0"], states, d["w_fb"], d["w_out"], d["b_out"], d["y0"], outputs)
+    u_proj = d["u_proj"].copy()
+    if sparse:
+        mod.esn_forward_csr(u_proj, *d["csr"], *common)
+    else:
+        mod.esn_forward(u_proj, d["w_hh_t"], *common)
+    return states, outputs
+
+
+@pytest.mark.parametrize("O", [0, 2])
+@pytest.mark.parametrize("linear", [False, True])
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("B", [1, 3])
+def test_esn_kernel_matches_cpu_float64(B, sparse, linear, O, geometry):
+    geometry()  # 4 threads per block; N = 7 leaves idle threads in the last block
+    d = _esn_data(B, O=O)
+    leak = 0.7
+    want = _esn_run(_kernels("cpu", "esn"), d, sparse, leak, linear)
+    got = _esn_run(_kernels("cuda", "esn"), d, sparse, leak, linear)
+    for name, w, g in zip(("states", "outputs"), want, got, strict=True):
+        np.testing.assert_allclose(g, w, err_msg=name, **TOL[np.float64])
+
+
+def test_esn_kernel_states_may_alias_u_proj(geometry):
+    """The model passes states = u_proj (written in place), as on the CPU."""
+    geometry()
+    d = _esn_data(3)
+    want, _ = _esn_run(_kernels("cpu", "esn"), d, True, 0.6, False)
+    u = d["u_proj"].copy()
+    common = (0.6, False, d["x0"], u, d["w_fb"], d["w_out"], d["b_out"], d["y0"])
+    _kernels("cuda", "esn").esn_forward_csr(u, *d["csr"], *common, np.empty((3, 5, 0)))
+    np.testing.assert_allclose(u, want, **TOL[np.float64])
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_esn_model_matches_numba_backend(sparse, geometry):
+    geometry()
+    kw = dict(seed=2, dtype="float64", leak=0.5, connectivity=0.5, bias_scaling=0.3, sparse=sparse)
+    x = np.random.default_rng(8).standard_normal((3, 4, 2))
+    ref = sb.build_model("esn", 2, 7, backend="numba", **kw)
+    got = sb.build_model("esn", 2, 7, backend="cuda", **kw)
+    (s_ref, t_ref), (s_got, t_got) = ref.forward(x), got.forward(x)
+    np.testing.assert_allclose(s_got, s_ref, **TOL[np.float64])
+    np.testing.assert_allclose(t_got.h_n, t_ref.h_n, **TOL[np.float64])
+    # free run with output feedback (feedback_size 2) and teacher forcing
+    kw["feedback_size"] = 2
+    ref = sb.build_model("esn", 2, 7, backend="numba", **kw)
+    got = sb.build_model("esn", 2, 7, backend="cuda", **kw)
+    rng = np.random.default_rng(9)
+    w_out, b_out = 0.3 * rng.standard_normal((2, 7)), rng.standard_normal(2)
+    teacher = rng.standard_normal((3, 4, 2))
+    np.testing.assert_allclose(
+        got.forward(x, teacher=teacher)[0], ref.forward(x, teacher=teacher)[0], **TOL[np.float64]
+    )
+    a = ref.generate(5, w_out, b_out, x=np.ones((3, 5, 2)))
+    b = got.generate(5, w_out, b_out, x=np.ones((3, 5, 2)))
+    for name, u, v in zip(("states", "outputs"), a[:2], b[:2], strict=True):
+        np.testing.assert_allclose(v, u, err_msg=name, **TOL[np.float64])

@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from .cells import check_size
 from .recurrent import DTYPES, Tape
 
-BACKENDS = ("numba", "numpy")
+BACKENDS = ("numba", "numpy", "cuda")
 DISTRIBUTIONS = ("normal", "uniform")
 ACTIVATIONS = ("tanh", "identity")
 _EXACT_EIG_MAX = 256  # below this, np.linalg.eigvals is cheap and exact
@@ -400,7 +400,13 @@ class EchoStateNetwork:
         return self.options["activation"] == "identity"
 
     def _run_numba(self, u_proj, s0, free):
-        from ..kernels.cpu import esn as kernels  # numba is imported on first use
+        if self.backend == "cuda":
+            from ..backends.cuda_gpu import require_gpu
+
+            require_gpu()  # one-line ConfigError without a GPU
+            from ..kernels.cuda import esn as kernels
+        else:
+            from ..kernels.cpu import esn as kernels  # numba is imported on first use
 
         B, T, N = u_proj.shape
         dt = self._np_dtype
@@ -487,6 +493,10 @@ def build_esn(
     if dtype not in DTYPES:
         raise ConfigError(f"dtype {dtype!r} is not supported; use float32 or float64")
     _check_choice("backend", backend, BACKENDS)
+    if backend == "cuda":
+        from ..backends.cuda_gpu import require_gpu
+
+        require_gpu()
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     options = {
