@@ -10,7 +10,7 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # load in milliseconds. SEQBENCH_NO_CACHE=1 disables it (e.g. read-only installs).
 CACHE = os.environ.get("SEQBENCH_NO_CACHE", "0") != "1"
 
-# ---- CPU kernels (kernels/cpu/): compile-time choices, read when a kernel module is imported.
+# ---- CPU kernels (kernels/cpu/) and their driver (seqbench/backends/numba_cpu.py).
 
 # float32 gates use the vectorisable approximations of kernels/_math.py (error bounds stated
 # there, tested in tests/test_fastmath.py); float64 always uses the exact functions.
@@ -22,45 +22,35 @@ FAST_FLOAT32 = os.environ.get("SEQBENCH_EXACT_ACTIVATIONS", "0") != "1"
 # raise; Python's model puts a zero test before every division, which stops vectorisation.
 ERROR_MODEL = "numpy"
 
-# Threads over the batch: each thread runs whole sequences of its own rows through all T
-# steps, so there is no barrier per step (numba's prange; numba.set_num_threads caps it).
-PARALLEL = os.environ.get("SEQBENCH_KERNEL_PARALLEL", "1") != "0"
+# Threads over the batch (seqbench.backends.numba_cpu): each thread takes a block of rows
+# through all T steps, so no thread waits for another inside the time loop. Plain threads
+# running GIL-free kernels, not numba's prange: numba's OpenMP layer loads the system's
+# libgomp.so.1, torch ships its own under the same soname, and in a process with both the
+# first one loaded serves both; torch's per-step GRU then ran 30-40x slower (or seqbench's
+# kernels 2x slower, the other way round). 0: every CPU this process may use.
+THREADS = int(os.environ.get("SEQBENCH_THREADS", "0"))
 
+# The recurrent product of a block of rows, rows x K @ K x N, goes to BLAS (one np.dot per
+# step, BLAS held to one thread) when rows * K * N >= this; below it a register-blocked loop
+# does it (no call overhead; 4 rows x 4 k per pass over W). Measured on one thread
+# (AVX-512 OpenBLAS vs numba's 256-bit loops): 16 x 128 @ 128 x 512 per step, loop 27-33 us vs
+# BLAS 33-35 us; 32 x 128 @ 128 x 512, 53-77 vs 47-50 us; 64 x 512 @ 512 x 2048, 4.4 vs 1.5 ms.
+BLAS_MIN_MACS = int(os.environ.get("SEQBENCH_BLAS_MIN_MACS", str(1 << 22)))
 
-def parallel_options():
-    """numba's ``parallel=`` for a CPU kernel: explicit prange loops only. Implicit parallel
-    array expressions (np.zeros, copies, slice assignments) would wake numba's threads right
-    before or after BLAS runs its own, which is the pool fight again. A fresh dict per call:
-    numba consumes it."""
-    if not PARALLEL:
-        return False
-    off = ("comprehension", "reduction", "inplace_binop", "setitem", "numpy", "stencil", "fusion")
-    return {"prange": True, **dict.fromkeys(off, False)}
+# An input of at most this many features is projected inside the recurrence, step by step
+# (x_t W_ih^T added to the recurrent product), instead of by one GEMM before it: no
+# (T, B, G) x_proj to write and read back. Larger inputs keep the hoisted GEMM.
+FUSE_INPUT_MAX = int(os.environ.get("SEQBENCH_FUSE_INPUT_MAX", "32"))
 
-
-# The batch is cut into at most ROW_GROUPS groups of at least MIN_GROUP_ROWS rows (the register
-# block of the recurrent product); numba's threads share the groups out evenly.
-ROW_GROUPS = int(os.environ.get("SEQBENCH_ROW_GROUPS", "8"))
-MIN_GROUP_ROWS = 4
-
-# The recurrent product of a group's rows, rows x K @ K x N, goes to BLAS (one np.dot per
-# step, BLAS held to one thread by the caller) when rows * K * N >= this; below it a
-# register-blocked loop does it (no call overhead; 4 rows x 4 k per pass over W). Measured
-# on one thread (AVX-512 OpenBLAS vs numba's 256-bit loops): 4 x 128 @ 128 x 512 per step,
-# loop 27 us vs BLAS 35 us; 32 x 128 @ 128 x 512, 62 vs 50 us; 64 x 512 @ 512 x 2048,
-# 4.4 ms vs 1.5 ms.
-BLAS_MIN_MACS = int(os.environ.get("SEQBENCH_BLAS_MIN_MACS", str(1 << 20)))
-
-# A per-step product of the whole batch, B x K @ K x N, at least this big runs as one group
-# and one BLAS call per step with BLAS's own threads: packing W once per step for all rows
-# beats every thread packing it for its own rows.
+# A per-step product of the whole batch, B x K @ K x N, at least this big runs as one block
+# with one BLAS call per step on BLAS's own threads (W packed once per step for all rows,
+# instead of once per thread).
 BLAS_THREADED_MACS = int(os.environ.get("SEQBENCH_BLAS_THREADED_MACS", str(1 << 24)))
 
 # numba's disk cache keys on a kernel's own source file, not on the values above: a process
-# that overrides any of them through the environment compiles afresh and caches nothing.
-_OVERRIDES = ("SEQBENCH_EXACT_ACTIVATIONS", "SEQBENCH_KERNEL_PARALLEL", "SEQBENCH_ROW_GROUPS",
-              "SEQBENCH_BLAS_MIN_MACS", "SEQBENCH_BLAS_THREADED_MACS")
-CACHE = CACHE and not any(name in os.environ for name in _OVERRIDES)
+# that changes a compile-time one through the environment compiles afresh, caching nothing.
+_COMPILE_TIME_DEFAULTS = {"SEQBENCH_EXACT_ACTIVATIONS": "0", "SEQBENCH_BLAS_MIN_MACS": str(1 << 22)}
+CACHE = CACHE and all(os.environ.get(k, v) == v for k, v in _COMPILE_TIME_DEFAULTS.items())
 
 # CUDA launch geometry; tests shrink it so that tiny shapes still span several blocks.
 THREADS_PER_BLOCK = int(os.environ.get("SEQBENCH_THREADS_PER_BLOCK", "128"))

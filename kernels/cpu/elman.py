@@ -13,79 +13,90 @@ Shapes (time-major inside the kernel):
     dh0:      [B, H]     dL/dh0
     dh_norms: [T]        ||dL/dh_t|| (total, through time), L2 over H, mean over B
 
-Each thread owns a group of batch rows for all T steps (see _common.py); per row the
-pointwise math is a flat loop LLVM vectorises (float32 tanh: kernels/_math.py).
+``elman_forward_rows`` / ``elman_backward_rows`` run the same recurrence for batch rows
+[lo, hi) only, one block per thread (see _common.py); per row the pointwise math is a flat
+loop LLVM vectorises (float32 tanh: kernels/_math.py).
 """
 
 from math import sqrt
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .. import config
 from .._math import drelu_kernel, dtanh_kernel, relu_kernel, tanh_kernel
-from ._common import finish_norms, group_rows, plan, rows_matmul
+from ._common import accumulate, finish_norms, input_row, input_step, rows_matmul, use_blas
 
-_JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL}
+_JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL, "nogil": True}
 
 
-@njit(cache=config.CACHE, parallel=config.parallel_options(), **_JIT)
+@njit(cache=config.CACHE, **_JIT)
 def elman_forward(x_proj, w_hh_t, b_hh, h0, use_relu, h_seq):
     T, B, H = x_proj.shape
-    n, rows, blas = plan(B, H, H)
-    rec = np.empty((B, H), dtype=x_proj.dtype)  # (B, H): h_{t-1} W_hh^T, rows per group
-    if n == 1:  # outside any parallel region: BLAS, if used, may run its own threads
-        _forward_rows(x_proj, w_hh_t, b_hh, h0, use_relu, h_seq, rec, 0, B, blas)
-    else:
-        for grp in prange(n):
-            lo, hi = group_rows(B, rows, grp)
-            _forward_rows(x_proj, w_hh_t, b_hh, h0, use_relu, h_seq, rec, lo, hi, blas)
+    rec = np.empty((B, H), dtype=x_proj.dtype)  # (B, H): h_{t-1} W_hh^T
+    blas = use_blas(B, H, H)
+    elman_forward_rows(x_proj, None, None, w_hh_t, b_hh, h0, use_relu, h_seq, None, rec, 0, B, blas)
 
 
-@njit(**_JIT)
-def _forward_rows(x_proj, w_hh_t, b_hh, h0, use_relu, h_seq, rec, lo, hi, blas):
-    """Rows [lo, hi) through all T steps."""
-    for t in range(x_proj.shape[0]):
+@njit(cache=config.CACHE, **_JIT)
+def elman_forward_rows(x_proj, x, w_ih_t, w_hh_t, bias, h0, use_relu, h_seq, y, rec, lo, hi, blas):
+    """elman_forward for batch rows [lo, hi).
+
+    The input comes either as x_proj (T, B, H), projected beforehand, or (x_proj None) as
+    x (B, T, I) batch-first, projected here step by step with w_ih_t (I, H). bias: (H,), all
+    biases. y: (B, T, H), a batch-first copy of h_seq to fill, or None. rec: (B, H) scratch.
+    """
+    for t in range(h_seq.shape[0]):
         h_prev = h0 if t == 0 else h_seq[t - 1]
         rows_matmul(h_prev, w_hh_t, rec, lo, hi, blas)
+        input_step(x_proj, x, w_ih_t, t, rec, lo, hi, True)
         for b in range(lo, hi):
-            _forward_row(x_proj[t, b], rec[b], b_hh, use_relu, h_seq[t, b])
+            xp = input_row(x_proj, t, b)
+            _forward_row(xp, rec[b], bias, use_relu, h_seq[t, b])
+            if y is not None:
+                y[b, t] = h_seq[t, b]
 
 
 @njit(**_JIT)
-def _forward_row(xp, z, b_hh, use_relu, h):
+def _forward_row(xp, z, bias, use_relu, h):
+    """One row of one step: z (H,) holds the recurrent (and fused input) product."""
+    if xp is not None:
+        for j in range(h.shape[0]):
+            z[j] += xp[j]
     if use_relu:
         for j in range(h.shape[0]):
-            h[j] = relu_kernel(z[j] + xp[j] + b_hh[j])
+            h[j] = relu_kernel(z[j] + bias[j])
     else:
         for j in range(h.shape[0]):
-            h[j] = tanh_kernel(z[j] + xp[j] + b_hh[j])
+            h[j] = tanh_kernel(z[j] + bias[j])
 
 
-@njit(cache=config.CACHE, parallel=config.parallel_options(), **_JIT)
+@njit(cache=config.CACHE, **_JIT)
 def elman_backward(dh_out, dh_last, h_seq, w_hh, use_relu, dpre, dh0, dh_norms):
     T, B, H = h_seq.shape
-    n, rows, blas = plan(B, H, H)
-    dh = dh_last.copy()  # (B, H): dL/dh_t through time, then dh0
-    part = np.zeros((n, T), dtype=h_seq.dtype)  # per group: sum over its rows of ||dL/dh_t||
-    if n == 1:  # outside any parallel region: BLAS, if used, may run its own threads
-        _backward_rows(dh_out, h_seq, w_hh, use_relu, dpre, dh, part[0], 0, B, blas)
-    else:
-        for grp in prange(n):
-            lo, hi = group_rows(B, rows, grp)
-            _backward_rows(dh_out, h_seq, w_hh, use_relu, dpre, dh, part[grp], lo, hi, blas)
-    dh0[:] = dh
+    dh0[:] = dh_last  # dh0 carries dL/dh_t back through time
+    part = np.zeros((1, T), dtype=h_seq.dtype)
+    blas = use_blas(B, H, H)
+    elman_backward_rows(dh_out, False, h_seq, w_hh, use_relu, dpre, dh0, part[0], None, 0, B, blas)
     finish_norms(part, B, dh_norms)
 
 
-@njit(**_JIT)
-def _backward_rows(dh_out, h_seq, w_hh, use_relu, dpre, dh, norms, lo, hi, blas):
-    """Rows [lo, hi) back through all T steps; norms[t] += ||dL/dh_t|| of each row."""
+@njit(cache=config.CACHE, **_JIT)
+def elman_backward_rows(dh_out, dout_bt, h_seq, w_hh, use_relu, dpre, dh, norms, db, lo, hi, blas):
+    """elman_backward for batch rows [lo, hi).
+
+    dh_out: (T, B, H), or (B, T, H) batch-first when dout_bt. dh: (B, H), dL/dh_T in, dL/dh0
+    out. norms: (T,), each row's ||dL/dh_t|| added to norms[t]. db: (H,) float64, the sum of
+    the dpre rows added to it (the bias gradient), or None.
+    """
     for t in range(h_seq.shape[0] - 1, -1, -1):
         s = norms[t]
         for b in range(lo, hi):
-            s += _backward_row(dh[b], dh_out[t, b], h_seq[t, b], use_relu, dpre[t, b])
+            d_out = dh_out[b, t] if dout_bt else dh_out[t, b]
+            s += _backward_row(dh[b], d_out, h_seq[t, b], use_relu, dpre[t, b])
         norms[t] = s
+        if db is not None:
+            accumulate(dpre[t, lo:hi], db)
         rows_matmul(dpre[t], w_hh, dh, lo, hi, blas)  # dL/dh_{t-1} = dpre_t W_hh
 
 

@@ -16,45 +16,62 @@ Shapes (time-major inside the kernel):
     dh_proj:  [T, B, 3H] dL/d(h W_hh^T + b_hh); differs from dx_proj in the n block (times r)
     dh0:      [B, H];    dh_norms: [T] ||dL/dh_t||, L2 over H, mean over B
 
-Each thread owns a group of batch rows for all T steps (see _common.py); per row the gate
-math runs as a few flat loops LLVM vectorises (float32 gates: kernels/_math.py).
+``gru_forward_rows`` / ``gru_backward_rows`` run the same recurrence for batch rows [lo, hi)
+only, one block per thread (see _common.py); per row the gate math runs as a few flat loops
+LLVM vectorises (float32 gates: kernels/_math.py).
 """
 
 from math import sqrt
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .. import config
 from .._math import dsigmoid_kernel, dtanh_kernel, sigmoid_kernel, tanh_kernel
-from ._common import finish_norms, group_rows, plan, rows_matmul
+from ._common import (
+    accumulate,
+    add_into,
+    finish_norms,
+    input_row_biased,
+    input_step,
+    rows_matmul,
+    use_blas,
+)
 
-_JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL}
+_JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL, "nogil": True}
 
 
-@njit(cache=config.CACHE, parallel=config.parallel_options(), **_JIT)
+@njit(cache=config.CACHE, **_JIT)
 def gru_forward(x_proj, w_hh_t, b_hh, h0, gates, h_seq):
     T, B, G = x_proj.shape
-    H = G // 3
-    n, rows, blas = plan(B, H, G)
-    rec = np.empty((B, G), dtype=x_proj.dtype)  # (B, 3H): h_{t-1} W_hh^T, rows per group
-    if n == 1:  # outside any parallel region: BLAS, if used, may run its own threads
-        _forward_rows(x_proj, w_hh_t, b_hh, h0, gates, h_seq, rec, 0, B, blas)
-    else:
-        for grp in prange(n):
-            lo, hi = group_rows(B, rows, grp)
-            _forward_rows(x_proj, w_hh_t, b_hh, h0, gates, h_seq, rec, lo, hi, blas)
+    rec = np.empty((B, G), dtype=x_proj.dtype)  # (B, 3H): h_{t-1} W_hh^T
+    blas = use_blas(B, G // 3, G)
+    gru_forward_rows(
+        x_proj, None, None, None, w_hh_t, b_hh, h0, gates, h_seq, None, rec, rec, 0, B, blas
+    )
 
 
-@njit(**_JIT)
-def _forward_rows(x_proj, w_hh_t, b_hh, h0, gates, h_seq, rec, lo, hi, blas):
-    """Rows [lo, hi) through all T steps."""
+@njit(cache=config.CACHE, **_JIT)
+def gru_forward_rows(
+    x_proj, x, w_ih_t, b_ih, w_hh_t, b_hh, h0, gates, h_seq, y, rec, xrec, lo, hi, blas
+):
+    """gru_forward for batch rows [lo, hi).
+
+    The input comes either as x_proj (T, B, 3H), projected beforehand with b_ih, or (x_proj
+    None) as x (B, T, I) batch-first, projected here step by step with w_ih_t (I, 3H) and
+    b_ih (3H,) into the scratch xrec (B, 3H). y: (B, T, H), a batch-first copy of h_seq to
+    fill, or None. rec: (B, 3H) scratch.
+    """
     H = h0.shape[1]
-    for t in range(x_proj.shape[0]):
+    for t in range(h_seq.shape[0]):
         h_prev = h0 if t == 0 else h_seq[t - 1]
         rows_matmul(h_prev, w_hh_t, rec, lo, hi, blas)
+        input_step(x_proj, x, w_ih_t, t, xrec, lo, hi, False)
         for b in range(lo, hi):
-            _forward_row(x_proj[t, b], rec[b], b_hh, h_prev[b], gates[t, b], h_seq[t, b], H)
+            xp = input_row_biased(x_proj, xrec, b_ih, t, b)
+            _forward_row(xp, rec[b], b_hh, h_prev[b], gates[t, b], h_seq[t, b], H)
+            if y is not None:
+                y[b, t] = h_seq[t, b]
 
 
 @njit(**_JIT)
@@ -72,63 +89,48 @@ def _forward_row(xp, rec, b_hh, h_prev, g, h, H):
         h[j] = (one - z[j]) * gn[j] + z[j] * h_prev[j]
 
 
-@njit(cache=config.CACHE, parallel=config.parallel_options(), **_JIT)
+@njit(cache=config.CACHE, **_JIT)
 def gru_backward(dh_out, dh_last, gates, h_seq, h0, w_hh, dx_proj, dh_proj, dh0, dh_norms):
     T, B, H = h_seq.shape
-    n, rows, blas = plan(B, 3 * H, H)
-    dh = dh_last.copy()  # (B, H)
+    dh0[:] = dh_last  # dh0 carries dL/dh_t back through time
     direct = np.empty((B, H), dtype=h_seq.dtype)  # dL/dh_{t-1} through the z-gated skip
-    part = np.zeros((n, T), dtype=h_seq.dtype)  # per group: sum over its rows of ||dL/dh_t||
-    if n == 1:  # outside any parallel region: BLAS, if used, may run its own threads
-        _backward_rows(
-            dh_out, gates, h_seq, h0, w_hh, dx_proj, dh_proj, dh, direct, part[0], 0, B, blas
-        )
-    else:
-        for grp in prange(n):
-            lo, hi = group_rows(B, rows, grp)
-            _backward_rows(
-                dh_out,
-                gates,
-                h_seq,
-                h0,
-                w_hh,
-                dx_proj,
-                dh_proj,
-                dh,
-                direct,
-                part[grp],
-                lo,
-                hi,
-                blas,
-            )
-    dh0[:] = dh
+    part = np.zeros((1, T), dtype=h_seq.dtype)
+    blas = use_blas(B, 3 * H, H)
+    gru_backward_rows(
+        dh_out, False, gates, h_seq, h0, w_hh, dx_proj, dh_proj, dh0, direct, part[0], None,
+        None, 0, B, blas,
+    )  # fmt: skip
     finish_norms(part, B, dh_norms)
 
 
-@njit(**_JIT)
-def _backward_rows(
-    dh_out, gates, h_seq, h0, w_hh, dx_proj, dh_proj, dh, direct, norms, lo, hi, blas
-):
-    """Rows [lo, hi) back through all T steps; norms[t] += ||dL/dh_t|| of each row."""
+@njit(cache=config.CACHE, **_JIT)
+def gru_backward_rows(
+    dh_out, dout_bt, gates, h_seq, h0, w_hh, dx_proj, dh_proj, dh, direct, norms, db_ih, db_hh,
+    lo, hi, blas,
+):  # fmt: skip
+    """gru_backward for batch rows [lo, hi).
+
+    dh_out: (T, B, H), or (B, T, H) batch-first when dout_bt. dh: (B, H), dL/dh_T in, dL/dh0
+    out. direct: (B, H) scratch. norms: (T,), each row's ||dL/dh_t|| added to norms[t].
+    db_ih, db_hh: (3H,) float64, the sums of the dx_proj and dh_proj rows added to them (the
+    bias gradients), or None.
+    """
     H = dh.shape[1]
     for t in range(h_seq.shape[0] - 1, -1, -1):
         h_prev = h0 if t == 0 else h_seq[t - 1]
         s = norms[t]
         for b in range(lo, hi):
+            d_out = dh_out[b, t] if dout_bt else dh_out[t, b]
             s += _backward_row(
-                dh[b],
-                dh_out[t, b],
-                gates[t, b],
-                h_prev[b],
-                dx_proj[t, b],
-                dh_proj[t, b],
-                direct[b],
-                H,
+                dh[b], d_out, gates[t, b], h_prev[b], dx_proj[t, b], dh_proj[t, b], direct[b], H
             )
         norms[t] = s
+        if db_ih is not None:
+            accumulate(dx_proj[t, lo:hi], db_ih)
+            accumulate(dh_proj[t, lo:hi], db_hh)
         rows_matmul(dh_proj[t], w_hh, dh, lo, hi, blas)
         for b in range(lo, hi):
-            _add_into(direct[b], dh[b])
+            add_into(direct[b], dh[b])
 
 
 @njit(**_JIT)
@@ -156,9 +158,3 @@ def _backward_row(dh, dh_out, g, h_prev, dx, dhp, direct, H):
     for j in range(H):
         hr[j] = dn[j] * r[j]
     return sqrt(sq)
-
-
-@njit(**_JIT)
-def _add_into(a, out):
-    for j in range(out.shape[0]):
-        out[j] += a[j]

@@ -18,38 +18,33 @@ Shapes (time-major inside the kernel):
     dpre:     [T, B, H]  dL/d(hidden pre-activation) = dL/dx_proj
     dy0:      [B, O];    dh_norms: [T] ||dL/dy_t|| (the recurrent state), mean over B
 
-Each thread owns a group of batch rows for all T steps (see _common.py).
+``jordan_forward_rows`` / ``jordan_backward_rows`` run the same recurrence for batch rows
+[lo, hi) only, one block per thread (see _common.py).
 """
 
 from math import sqrt
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .. import config
 from .._math import dtanh_kernel, tanh_kernel
-from ._common import finish_norms, group_rows, plan, rows_matmul
+from ._common import add_into, finish_norms, rows_matmul, use_blas
 
-_JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL}
+_JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL, "nogil": True}
 
 
-@njit(cache=config.CACHE, parallel=config.parallel_options(), **_JIT)
+@njit(cache=config.CACHE, **_JIT)
 def jordan_forward(x_proj, w_yh_t, w_hy_t, b_hy, y0, h_seq, y_seq):
     T, B, H = x_proj.shape
-    O = y0.shape[1]
-    n, rows, blas = plan(B, O, H)  # both products have O * H terms per row
-    rec = np.empty((B, H), dtype=x_proj.dtype)  # (B, H): y_{t-1} W_yh^T, rows per group
-    if n == 1:  # outside any parallel region: BLAS, if used, may run its own threads
-        _forward_rows(x_proj, w_yh_t, w_hy_t, b_hy, y0, h_seq, y_seq, rec, 0, B, blas)
-    else:
-        for grp in prange(n):
-            lo, hi = group_rows(B, rows, grp)
-            _forward_rows(x_proj, w_yh_t, w_hy_t, b_hy, y0, h_seq, y_seq, rec, lo, hi, blas)
+    rec = np.empty((B, H), dtype=x_proj.dtype)  # (B, H): y_{t-1} W_yh^T
+    blas = use_blas(B, y0.shape[1], H)  # both products have O * H terms per row
+    jordan_forward_rows(x_proj, w_yh_t, w_hy_t, b_hy, y0, h_seq, y_seq, rec, 0, B, blas)
 
 
-@njit(**_JIT)
-def _forward_rows(x_proj, w_yh_t, w_hy_t, b_hy, y0, h_seq, y_seq, rec, lo, hi, blas):
-    """Rows [lo, hi) through all T steps."""
+@njit(cache=config.CACHE, **_JIT)
+def jordan_forward_rows(x_proj, w_yh_t, w_hy_t, b_hy, y0, h_seq, y_seq, rec, lo, hi, blas):
+    """jordan_forward for batch rows [lo, hi); rec: (B, H) scratch, rows lo:hi used."""
     for t in range(x_proj.shape[0]):
         y_prev = y0 if t == 0 else y_seq[t - 1]
         rows_matmul(y_prev, w_yh_t, rec, lo, hi, blas)
@@ -57,7 +52,7 @@ def _forward_rows(x_proj, w_yh_t, w_hy_t, b_hy, y0, h_seq, y_seq, rec, lo, hi, b
             _tanh_row(x_proj[t, b], rec[b], h_seq[t, b])
         rows_matmul(h_seq[t], w_hy_t, y_seq[t], lo, hi, blas)
         for b in range(lo, hi):
-            _add_into(b_hy, y_seq[t, b])
+            add_into(b_hy, y_seq[t, b])
 
 
 @njit(**_JIT)
@@ -66,33 +61,21 @@ def _tanh_row(xp, z, h):
         h[j] = tanh_kernel(xp[j] + z[j])
 
 
-@njit(**_JIT)
-def _add_into(a, out):
-    for j in range(out.shape[0]):
-        out[j] += a[j]
-
-
-@njit(cache=config.CACHE, parallel=config.parallel_options(), **_JIT)
+@njit(cache=config.CACHE, **_JIT)
 def jordan_backward(dy_out, dy_last, h_seq, w_yh, w_hy, dy_tot, dpre, dy0, dh_norms):
     T, B, H = h_seq.shape
-    O = dy_last.shape[1]
-    n, rows, blas = plan(B, O, H)
-    dy = dy_last.copy()  # (B, O)
+    dy0[:] = dy_last  # dy0 carries dL/dy_t back through time
     dh = np.empty((B, H), dtype=h_seq.dtype)
-    part = np.zeros((n, T), dtype=h_seq.dtype)  # per group: sum over its rows of ||dL/dy_t||
-    if n == 1:  # outside any parallel region: BLAS, if used, may run its own threads
-        _backward_rows(dy_out, h_seq, w_yh, w_hy, dy_tot, dpre, dy, dh, part[0], 0, B, blas)
-    else:
-        for grp in prange(n):
-            lo, hi = group_rows(B, rows, grp)
-            _backward_rows(dy_out, h_seq, w_yh, w_hy, dy_tot, dpre, dy, dh, part[grp], lo, hi, blas)
-    dy0[:] = dy
+    part = np.zeros((1, T), dtype=h_seq.dtype)
+    blas = use_blas(B, dy0.shape[1], H)
+    jordan_backward_rows(dy_out, h_seq, w_yh, w_hy, dy_tot, dpre, dy0, dh, part[0], 0, B, blas)
     finish_norms(part, B, dh_norms)
 
 
-@njit(**_JIT)
-def _backward_rows(dy_out, h_seq, w_yh, w_hy, dy_tot, dpre, dy, dh, norms, lo, hi, blas):
-    """Rows [lo, hi) back through all T steps; norms[t] += ||dL/dy_t|| of each row."""
+@njit(cache=config.CACHE, **_JIT)
+def jordan_backward_rows(dy_out, h_seq, w_yh, w_hy, dy_tot, dpre, dy, dh, norms, lo, hi, blas):
+    """jordan_backward for batch rows [lo, hi). dy: (B, O), dL/dy_T in, dL/dy0 out; dh: (B, H)
+    scratch; norms: (T,), each row's ||dL/dy_t|| added to norms[t]."""
     for t in range(h_seq.shape[0] - 1, -1, -1):
         s = norms[t]
         for b in range(lo, hi):

@@ -16,56 +16,67 @@ Shapes (time-major inside the kernel):
     dpre:     [T, B, 4H] dL/d(gate pre-activations) = dL/dx_proj = dL/d(h W_hh^T + b_hh)
     dh0, dc0: [B, H];    dh_norms: [T] ||dL/dh_t||, L2 over H, mean over B
 
-Threads take groups of batch rows through all T steps (see _common.py). Per step and row the
-gate math runs as a few flat loops over contiguous rows, which LLVM vectorises (float32 gates
-use the approximations of kernels/_math.py).
+``lstm_forward_rows`` / ``lstm_backward_rows`` run the same recurrence for batch rows
+[lo, hi) only, one block per thread (see _common.py). Per step and row the gate math runs as
+a few flat loops over contiguous rows, which LLVM vectorises (float32 gates use the
+approximations of kernels/_math.py).
 """
 
 from math import sqrt
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .. import config
 from .._math import dsigmoid_kernel, dtanh_kernel, sigmoid_kernel, tanh_kernel
-from ._common import finish_norms, group_rows, plan, rows_matmul
+from ._common import accumulate, finish_norms, input_row, input_step, rows_matmul, use_blas
 
-_JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL}
+_JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL, "nogil": True}
 
 
-@njit(cache=config.CACHE, parallel=config.parallel_options(), **_JIT)
+@njit(cache=config.CACHE, **_JIT)
 def lstm_forward(x_proj, w_hh_t, b_hh, h0, c0, gates, c_seq, h_seq):
     T, B, G = x_proj.shape
-    H = G // 4
-    n, rows, blas = plan(B, H, G)
-    rec = np.empty((B, G), dtype=x_proj.dtype)  # (B, 4H): h_{t-1} W_hh^T, rows per group
-    if n == 1:  # outside any parallel region: BLAS, if used, may run its own threads
-        _forward_rows(x_proj, w_hh_t, b_hh, h0, c0, gates, c_seq, h_seq, rec, 0, B, blas)
-    else:
-        for grp in prange(n):
-            lo, hi = group_rows(B, rows, grp)
-            _forward_rows(x_proj, w_hh_t, b_hh, h0, c0, gates, c_seq, h_seq, rec, lo, hi, blas)
+    rec = np.empty((B, G), dtype=x_proj.dtype)  # (B, 4H): h_{t-1} W_hh^T
+    blas = use_blas(B, G // 4, G)
+    lstm_forward_rows(
+        x_proj, None, None, w_hh_t, b_hh, h0, c0, gates, c_seq, h_seq, None, rec, 0, B, blas
+    )
 
 
-@njit(**_JIT)
-def _forward_rows(x_proj, w_hh_t, b_hh, h0, c0, gates, c_seq, h_seq, rec, lo, hi, blas):
-    """Rows [lo, hi) through all T steps."""
+@njit(cache=config.CACHE, **_JIT)
+def lstm_forward_rows(
+    x_proj, x, w_ih_t, w_hh_t, bias, h0, c0, gates, c_seq, h_seq, y, rec, lo, hi, blas
+):
+    """lstm_forward for batch rows [lo, hi).
+
+    The input comes either as x_proj (T, B, 4H), projected beforehand, or (x_proj None) as
+    x (B, T, I) batch-first, projected here step by step with w_ih_t (I, 4H): for a small I
+    that saves writing and reading back x_proj. bias: (4H,), all biases. y: (B, T, H), a
+    batch-first copy of h_seq to fill, or None. rec: (B, 4H) scratch, rows lo:hi used.
+    """
     H = h0.shape[1]
-    for t in range(x_proj.shape[0]):
+    for t in range(gates.shape[0]):
         h_prev = h0 if t == 0 else h_seq[t - 1]
         c_prev = c0 if t == 0 else c_seq[t - 1]
         rows_matmul(h_prev, w_hh_t, rec, lo, hi, blas)
+        input_step(x_proj, x, w_ih_t, t, rec, lo, hi, True)
         for b in range(lo, hi):
-            _forward_row(
-                x_proj[t, b], rec[b], b_hh, c_prev[b], gates[t, b], c_seq[t, b], h_seq[t, b], H
-            )
+            xp = input_row(x_proj, t, b)
+            _forward_row(xp, rec[b], bias, c_prev[b], gates[t, b], c_seq[t, b], h_seq[t, b], H)
+            if y is not None:
+                y[b, t] = h_seq[t, b]
 
 
 @njit(**_JIT)
-def _forward_row(xp, z, b_hh, c_prev, g, c, h, H):
-    G = 4 * H
-    for j in range(G):  # pre-activations, in place of the recurrent product
-        z[j] += xp[j] + b_hh[j]
+def _forward_row(xp, z, bias, c_prev, g, c, h, H):
+    """One row of one step: z (4H,) holds the recurrent (and fused input) product."""
+    if xp is None:
+        for j in range(4 * H):
+            z[j] += bias[j]
+    else:
+        for j in range(4 * H):
+            z[j] += xp[j] + bias[j]
     _sigmoid_into(z[: 2 * H], g[: 2 * H])  # i, f
     _tanh_into(z[2 * H : 3 * H], g[2 * H : 3 * H])  # g
     _sigmoid_into(z[3 * H :], g[3 * H :])  # o
@@ -88,37 +99,41 @@ def _tanh_into(z, out):
         out[j] = tanh_kernel(z[j])
 
 
-@njit(cache=config.CACHE, parallel=config.parallel_options(), **_JIT)
+@njit(cache=config.CACHE, **_JIT)
 def lstm_backward(dh_out, dh_last, dc_last, gates, c_seq, c0, w_hh, dpre, dh0, dc0, dh_norms):
     T, B, G = gates.shape
-    H = G // 4
-    n, rows, blas = plan(B, G, H)
-    dh = dh_last.copy()  # (B, H): dL/dh_t through time, rows per group
-    dc = dc_last.copy()  # (B, H)
-    part = np.zeros((n, T), dtype=gates.dtype)  # per group: sum over its rows of ||dL/dh_t||
-    if n == 1:  # outside any parallel region: BLAS, if used, may run its own threads
-        _backward_rows(dh_out, gates, c_seq, c0, w_hh, dpre, dh, dc, part[0], 0, B, blas)
-    else:
-        for grp in prange(n):
-            lo, hi = group_rows(B, rows, grp)
-            _backward_rows(dh_out, gates, c_seq, c0, w_hh, dpre, dh, dc, part[grp], lo, hi, blas)
-    dh0[:] = dh
-    dc0[:] = dc
+    dh0[:] = dh_last  # dh0, dc0 carry dL/dh_t, dL/dc_t back through time
+    dc0[:] = dc_last
+    part = np.zeros((1, T), dtype=gates.dtype)
+    blas = use_blas(B, G, G // 4)
+    lstm_backward_rows(
+        dh_out, False, gates, c_seq, c0, w_hh, dpre, dh0, dc0, part[0], None, 0, B, blas
+    )
     finish_norms(part, B, dh_norms)
 
 
-@njit(**_JIT)
-def _backward_rows(dh_out, gates, c_seq, c0, w_hh, dpre, dh, dc, norms, lo, hi, blas):
-    """Rows [lo, hi) back through all T steps; norms[t] += ||dL/dh_t|| of each row."""
+@njit(cache=config.CACHE, **_JIT)
+def lstm_backward_rows(
+    dh_out, dout_bt, gates, c_seq, c0, w_hh, dpre, dh, dc, norms, db, lo, hi, blas
+):
+    """lstm_backward for batch rows [lo, hi).
+
+    dh_out: (T, B, H), or (B, T, H) batch-first when dout_bt. dh, dc: (B, H), dL/dh_T and
+    dL/dc_T in, dL/dh0 and dL/dc0 out. norms: (T,), each row's ||dL/dh_t|| added to norms[t].
+    db: (4H,) float64, the sum of the dpre rows added to it (the bias gradient), or None.
+    """
     H = dh.shape[1]
     for t in range(gates.shape[0] - 1, -1, -1):
         c_prev = c0 if t == 0 else c_seq[t - 1]
         s = norms[t]
         for b in range(lo, hi):
+            d_out = dh_out[b, t] if dout_bt else dh_out[t, b]
             s += _backward_row(
-                dh[b], dh_out[t, b], dc[b], gates[t, b], c_seq[t, b], c_prev[b], dpre[t, b], H
+                dh[b], d_out, dc[b], gates[t, b], c_seq[t, b], c_prev[b], dpre[t, b], H
             )
         norms[t] = s
+        if db is not None:
+            accumulate(dpre[t, lo:hi], db)
         rows_matmul(dpre[t], w_hh, dh, lo, hi, blas)  # dL/dh_{t-1} = dpre_t W_hh
 
 

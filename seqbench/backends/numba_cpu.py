@@ -2,28 +2,65 @@
 
 Every function here takes batch-first arrays (B, T, F), does the time-independent GEMMs
 (input projection, weight gradients, input gradient) with BLAS, and hands the recurrence to
-one compiled kernel call. Kernels are imported on first use so that ``import seqbench``
-never pays for numba.
+the compiled kernels. Kernels are imported on first use so that ``import seqbench`` never
+pays for numba.
 
-Threads: the GEMMs here use BLAS's own threads; a kernel uses numba's (prange over batch
-rows) and, when its per-step product is large enough, calls BLAS from those threads. BLAS is
-held to one thread for the duration of each kernel call (``_kernel_call``), so the two pools
-never take turns inside a time loop. The GEMMs here go through scipy's BLAS, the library
-numba's ``np.dot`` calls, not numpy's: numpy and scipy wheels each bring an OpenBLAS with its
-own threads, and alternating the two ran the big LSTM's per-step products 2.5x slower (their
-idle threads spin for a while after each call).
+Threads. The recurrence runs on ``get_num_threads()`` threads: the batch is cut into blocks
+of rows and each thread runs one block through all T steps (``<cell>_forward_rows`` and
+``<cell>_backward_rows``, which release the GIL), so threads never wait for each other inside
+the time loop. While the blocks run, BLAS (called per step for large products) is held to
+one thread: two thread pools taking turns inside a time loop ran ~20x slower (DESIGN.md
+section 6). A per-step product of at least ``config.BLAS_THREADED_MACS`` multiply-adds runs
+as a single block instead, on BLAS's own threads.
+
+The GEMMs here go through numpy's BLAS. numba's ``np.dot`` calls scipy's, and the numpy and
+scipy wheels each bring an OpenBLAS with its own threads: alternating the two ran the big
+LSTM's per-step products 2.5x slower (idle threads spin after each call), but scipy's build
+(0.3.30) ran this backend's GEMMs 3-13x slower than numpy's (0.3.31), e.g. (3200 x 512)^T
+(3200 x 128) 6.8 ms vs 2.3 ms, so numpy's does these and kernels call BLAS only for big
+per-step products (config.BLAS_MIN_MACS).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 
 def _kernels(cell: str):
     return importlib.import_module(f"seqbench.kernels.cpu.{cell}")
+
+
+# ---------------------------------------------------------------- threads
+
+_THREADS = {"n": None, "pool": None}
+
+
+def set_num_threads(n: int | None = None) -> int:
+    """Threads the recurrence kernels use (None: SEQBENCH_THREADS, else every usable CPU)."""
+    from seqbench.kernels import config
+
+    if n is None:
+        n = config.THREADS or _cpus()
+    n = max(1, int(n))
+    if n != _THREADS["n"]:
+        old = _THREADS["pool"]
+        _THREADS.update(n=n, pool=ThreadPoolExecutor(n - 1, "seqbench") if n > 1 else None)
+        if old is not None:
+            old.shutdown(wait=False)
+    return n
+
+
+def get_num_threads() -> int:
+    return _THREADS["n"] or set_num_threads()
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 _BLAS = []  # [threadpoolctl controller of the BLAS libraries, or None]
@@ -41,28 +78,58 @@ def _blas_controller():
     return _BLAS[0]
 
 
-def _kernel_call(fn, product, *args):
-    """Run one kernel. ``product`` = (B, K, N) of its per-step recurrent product decides, as
-    the kernel does (kernels/cpu/_common.py: plan), whether numba's threads split the batch,
-    BLAS then held to one thread, or the whole batch goes to BLAS with BLAS's own threads."""
-    from seqbench.kernels.cpu._common import blas_threads
+def _blocks(B, K, N):
+    """Row blocks [(lo, hi), ...] and the BLAS choice for a recurrence whose per-step product
+    is (B x K) @ (K x N). Block edges fall on multiples of 4 rows (the register block) when
+    every thread gets at least 4."""
+    from seqbench.kernels import config
+    from seqbench.kernels.cpu._common import use_blas
 
-    ctl = None if blas_threads(*product) else _blas_controller()
+    n = min(get_num_threads(), B)
+    if n == 1 or B * K * N >= config.BLAS_THREADED_MACS:
+        return [(0, B)], use_blas.py_func(B, K, N)
+    q = 4 if B >= 4 * n else 1
+    edges = sorted({0, B, *(min(B, (i * B // n + q - 1) // q * q) for i in range(1, n))})
+    blocks = list(zip(edges[:-1], edges[1:], strict=True))
+    rows = max(hi - lo for lo, hi in blocks)
+    return blocks, use_blas.py_func(rows, K, N)
+
+
+def _run(fn, blocks, blas, *args, per_block=None):
+    """fn(*args, *[a[i] for a in per_block], lo, hi, blas) for every block i, one block per
+    thread; per_block: arrays with one slice per block (partial sums)."""
+
+    def call(i):
+        extra = () if per_block is None else tuple(a[i] for a in per_block)
+        lo, hi = blocks[i]
+        return fn(*args, *extra, lo, hi, blas)
+
+    pool = _THREADS["pool"]
+    if len(blocks) == 1:  # on this thread; BLAS, if used, keeps its own threads
+        call(0)
+        return
+    ctl = _blas_controller() if blas else None
     with ctl.limit(limits=1) if ctl is not None else contextlib.nullcontext():
-        fn(*args)
+        if pool is None:  # threads set to 1 since the blocks were cut
+            for i in range(len(blocks)):
+                call(i)
+            return
+        futures = [pool.submit(call, i) for i in range(1, len(blocks))]
+        call(0)
+        for f in futures:
+            f.result()
+
+
+def _norms(part, B):  # (blocks, T) sums of ||dL/dh_t|| over each block's rows -> mean
+    return part.sum(axis=0) / B
+
+
+# ---------------------------------------------------------------- GEMMs
 
 
 def _gemm(a, b, trans_a=False, trans_b=False):
-    """op(a) @ op(b) of C-contiguous 2-D arrays, C-contiguous, through scipy's BLAS.
-
-    BLAS is column-major: a C array is its transpose there, so this asks for
-    (op(a) op(b))^T = op(b)^T op(a)^T and reads the column-major result as row-major.
-    """
-    from scipy.linalg.blas import get_blas_funcs
-
-    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
-    gemm = get_blas_funcs("gemm", (a, b))
-    return gemm(1.0, b.T, a.T, trans_a=trans_b, trans_b=trans_a).T
+    """op(a) @ op(b) of 2-D arrays, C-contiguous, through numpy's BLAS."""
+    return np.ascontiguousarray((a.T if trans_a else a) @ (b.T if trans_b else b))
 
 
 def _time_major(a):  # (B, T, F) -> C-contiguous (T, B, F)
@@ -91,22 +158,35 @@ def _wgrad_prev(d, seq, first):
 
 def _input_grads(dx_proj, x_tm, p):
     """Gradients of the hoisted input projection: weight_ih, bias_ih and dL/dx."""
+    g = _wx_grads(dx_proj, x_tm, p)
+    return g["weight_ih"], dx_proj.sum(axis=(0, 1)), g["input"]
+
+
+def _wx_grads(dx_proj, x_tm, p):
+    """{"weight_ih": dL/dW_ih, "input": dL/dx (T, B, I)} from dL/d(x W_ih^T): two GEMMs."""
     T, B, G = dx_proj.shape
     dx = _gemm(dx_proj.reshape(T * B, G), p["weight_ih"]).reshape(T, B, -1)
-    return _wgrad(dx_proj, x_tm), dx_proj.sum(axis=(0, 1)), dx
+    return {"weight_ih": _wgrad(dx_proj, x_tm), "input": dx}
 
 
 def _finish(grads, dx, dstate0, dh_norms):
     return grads, dx.transpose(1, 0, 2), dstate0, dh_norms
 
 
-def _single_bias_grads(dpre, x_tm, h_seq, h0, p):
-    """Elman and LSTM: dL/dx_proj = dL/d(recurrent product), so both biases share one sum."""
-    g = {}
-    g["weight_ih"], g["bias_ih"], dx = _input_grads(dpre, x_tm, p)
-    g["weight_hh"] = _wgrad_prev(dpre, h_seq, h0)
-    g["bias_hh"] = g["bias_ih"].copy()
-    return g, dx
+# ---------------------------------------------------------------- input and outputs
+
+
+def _fused_input(x, w_ih):
+    """Small inputs are projected inside the kernel: (x batch-first, W_ih^T), else None."""
+    from seqbench.kernels import config
+
+    if x.shape[2] > config.FUSE_INPUT_MAX:
+        return None
+    return np.ascontiguousarray(x), np.ascontiguousarray(w_ih.T)
+
+
+def _bias_grads(db, dtype):  # (blocks, G) float64 partial sums -> (G,)
+    return db.sum(axis=0).astype(dtype)
 
 
 # ---------------------------------------------------------------- elman
@@ -114,25 +194,38 @@ def _single_bias_grads(dpre, x_tm, h_seq, h0, p):
 
 def elman_forward(p, x, state0, opts):
     k = _kernels("elman")
-    x_tm = _time_major(x)
     (h0,) = state0
-    # b_ih is folded into the kernel's bias (one add per element instead of a pass over x_proj)
-    x_proj = _project(x_tm, p["weight_ih"])
-    T, B, H = x_proj.shape
-    h_seq = np.empty_like(x_proj)
+    B, T, _ = x.shape
+    H = p["weight_hh"].shape[0]
+    dt = p["weight_hh"].dtype
+    x_tm = _time_major(x)  # for dW_ih in backward
+    fused = _fused_input(x, p["weight_ih"])
+    x_proj = None if fused else _project(x_tm, p["weight_ih"])  # b_ih goes in with b_hh
+    x_in, w_ih_t = fused or (None, None)
+    h_seq = np.empty((T, B, H), dtype=dt)
+    y = np.empty((B, T, H), dtype=dt)  # batch-first copy for the caller
+    rec = np.empty((B, H), dtype=dt)
     relu = opts["nonlinearity"] == "relu"
-    _kernel_call(
-        k.elman_forward,
-        (B, H, H),
+    w_hh_t = np.ascontiguousarray(p["weight_hh"].T)
+    bias = p["bias_hh"] + p["bias_ih"]
+    blocks, blas = _blocks(B, H, H)
+    _run(
+        k.elman_forward_rows,
+        blocks,
+        blas,
         x_proj,
-        np.ascontiguousarray(p["weight_hh"].T),
-        p["bias_hh"] + p["bias_ih"],
+        x_in,
+        w_ih_t,
+        w_hh_t,
+        bias,
         h0,
         relu,
         h_seq,
+        y,
+        rec,
     )
     cache = (x_tm, h0, h_seq, relu)
-    return h_seq.transpose(1, 0, 2), (h_seq[-1].copy(),), cache
+    return y, (h_seq[-1].copy(),), cache
 
 
 def elman_backward(p, cache, dout, dstate_n):
@@ -140,22 +233,29 @@ def elman_backward(p, cache, dout, dstate_n):
     x_tm, h0, h_seq, relu = cache
     T, B, H = h_seq.shape
     dpre = np.empty_like(h_seq)
-    dh0 = np.empty_like(h0)
-    dh_norms = np.empty(h_seq.shape[0], dtype=h_seq.dtype)
-    _kernel_call(
-        k.elman_backward,
-        (B, H, H),
-        _time_major(dout),
-        dstate_n[0],
+    dh = dstate_n[0].copy()  # dL/dh_t carried back through time; ends as dL/dh0
+    blocks, blas = _blocks(B, H, H)
+    part = np.zeros((len(blocks), T), dtype=h_seq.dtype)
+    db = np.zeros((len(blocks), H))
+    _run(
+        k.elman_backward_rows,
+        blocks,
+        blas,
+        np.ascontiguousarray(dout),
+        True,
         h_seq,
         p["weight_hh"],
         relu,
         dpre,
-        dh0,
-        dh_norms,
+        dh,
+        per_block=(part, db),
     )
-    g, dx = _single_bias_grads(dpre, x_tm, h_seq, h0, p)
-    return _finish(g, dx, (dh0,), dh_norms)
+    g = _wx_grads(dpre, x_tm, p)
+    g["weight_hh"] = _wgrad_prev(dpre, h_seq, h0)
+    g["bias_ih"] = _bias_grads(db, h_seq.dtype)
+    g["bias_hh"] = g["bias_ih"].copy()
+    dx = g.pop("input")
+    return _finish(g, dx, (dh,), _norms(part, B))
 
 
 # ---------------------------------------------------------------- lstm
@@ -163,27 +263,41 @@ def elman_backward(p, cache, dout, dstate_n):
 
 def lstm_forward(p, x, state0, opts):
     k = _kernels("lstm")
-    x_tm = _time_major(x)
     h0, c0 = state0
-    x_proj = _project(x_tm, p["weight_ih"])  # b_ih folded into the kernel's bias, as Elman
-    T, B, G = x_proj.shape
-    gates = np.empty_like(x_proj)
-    c_seq = np.empty((T, B, G // 4), dtype=x_proj.dtype)
+    B, T, _ = x.shape
+    G, H = p["weight_hh"].shape
+    dt = p["weight_hh"].dtype
+    x_tm = _time_major(x)
+    fused = _fused_input(x, p["weight_ih"])
+    x_proj = None if fused else _project(x_tm, p["weight_ih"])  # b_ih goes in with b_hh
+    x_in, w_ih_t = fused or (None, None)
+    gates = np.empty((T, B, G), dtype=dt)
+    c_seq = np.empty((T, B, H), dtype=dt)
     h_seq = np.empty_like(c_seq)
-    _kernel_call(
-        k.lstm_forward,
-        (B, G // 4, G),
+    y = np.empty((B, T, H), dtype=dt)
+    rec = np.empty((B, G), dtype=dt)
+    w_hh_t = np.ascontiguousarray(p["weight_hh"].T)
+    bias = p["bias_hh"] + p["bias_ih"]
+    blocks, blas = _blocks(B, H, G)
+    _run(
+        k.lstm_forward_rows,
+        blocks,
+        blas,
         x_proj,
-        np.ascontiguousarray(p["weight_hh"].T),
-        p["bias_hh"] + p["bias_ih"],
+        x_in,
+        w_ih_t,
+        w_hh_t,
+        bias,
         h0,
         c0,
         gates,
         c_seq,
         h_seq,
+        y,
+        rec,
     )
     cache = (x_tm, h0, c0, gates, c_seq, h_seq)
-    return h_seq.transpose(1, 0, 2), (h_seq[-1].copy(), c_seq[-1].copy()), cache
+    return y, (h_seq[-1].copy(), c_seq[-1].copy()), cache
 
 
 def lstm_backward(p, cache, dout, dstate_n):
@@ -191,25 +305,31 @@ def lstm_backward(p, cache, dout, dstate_n):
     x_tm, h0, c0, gates, c_seq, h_seq = cache
     T, B, G = gates.shape
     dpre = np.empty_like(gates)
-    dh0, dc0 = np.empty_like(h0), np.empty_like(c0)
-    dh_norms = np.empty(gates.shape[0], dtype=gates.dtype)
-    _kernel_call(
-        k.lstm_backward,
-        (B, G, G // 4),
-        _time_major(dout),
-        dstate_n[0],
-        dstate_n[1],
+    dh, dc = dstate_n[0].copy(), dstate_n[1].copy()  # carried back; end as dL/dh0, dL/dc0
+    blocks, blas = _blocks(B, G, G // 4)
+    part = np.zeros((len(blocks), T), dtype=gates.dtype)
+    db = np.zeros((len(blocks), G))
+    _run(
+        k.lstm_backward_rows,
+        blocks,
+        blas,
+        np.ascontiguousarray(dout),
+        True,
         gates,
         c_seq,
         c0,
         p["weight_hh"],
         dpre,
-        dh0,
-        dc0,
-        dh_norms,
+        dh,
+        dc,
+        per_block=(part, db),
     )
-    g, dx = _single_bias_grads(dpre, x_tm, h_seq, h0, p)
-    return _finish(g, dx, (dh0, dc0), dh_norms)
+    g = _wx_grads(dpre, x_tm, p)
+    g["weight_hh"] = _wgrad_prev(dpre, h_seq, h0)
+    g["bias_ih"] = _bias_grads(db, gates.dtype)
+    g["bias_hh"] = g["bias_ih"].copy()
+    dx = g.pop("input")
+    return _finish(g, dx, (dh, dc), _norms(part, B))
 
 
 # ---------------------------------------------------------------- gru
@@ -217,25 +337,40 @@ def lstm_backward(p, cache, dout, dstate_n):
 
 def gru_forward(p, x, state0, opts):
     k = _kernels("gru")
-    x_tm = _time_major(x)
     (h0,) = state0
-    x_proj = _project(x_tm, p["weight_ih"], p["bias_ih"])  # b_in sits outside r * (.)
-    T, B, G = x_proj.shape
-    H = G // 3
-    gates = np.empty((T, B, 4 * H), dtype=x_proj.dtype)
-    h_seq = np.empty((T, B, H), dtype=x_proj.dtype)
-    _kernel_call(
-        k.gru_forward,
-        (B, H, G),
+    B, T, _ = x.shape
+    G, H = p["weight_hh"].shape
+    dt = p["weight_hh"].dtype
+    x_tm = _time_major(x)
+    fused = _fused_input(x, p["weight_ih"])
+    x_proj = None if fused else _project(x_tm, p["weight_ih"], p["bias_ih"])  # b_in: not r*(.)
+    x_in, w_ih_t = fused or (None, None)
+    gates = np.empty((T, B, 4 * H), dtype=dt)
+    h_seq = np.empty((T, B, H), dtype=dt)
+    y = np.empty((B, T, H), dtype=dt)
+    rec = np.empty((B, G), dtype=dt)
+    xrec = np.empty((B, G), dtype=dt) if fused else rec
+    w_hh_t = np.ascontiguousarray(p["weight_hh"].T)
+    blocks, blas = _blocks(B, H, G)
+    _run(
+        k.gru_forward_rows,
+        blocks,
+        blas,
         x_proj,
-        np.ascontiguousarray(p["weight_hh"].T),
+        x_in,
+        w_ih_t,
+        p["bias_ih"],
+        w_hh_t,
         p["bias_hh"],
         h0,
         gates,
         h_seq,
+        y,
+        rec,
+        xrec,
     )
     cache = (x_tm, h0, gates, h_seq)
-    return h_seq.transpose(1, 0, 2), (h_seq[-1].copy(),), cache
+    return y, (h_seq[-1].copy(),), cache
 
 
 def gru_backward(p, cache, dout, dstate_n):
@@ -244,27 +379,33 @@ def gru_backward(p, cache, dout, dstate_n):
     T, B, H = h_seq.shape
     dx_proj = np.empty((T, B, 3 * H), dtype=h_seq.dtype)
     dh_proj = np.empty_like(dx_proj)
-    dh0 = np.empty_like(h0)
-    dh_norms = np.empty(T, dtype=h_seq.dtype)
-    _kernel_call(
-        k.gru_backward,
-        (B, 3 * H, H),
-        _time_major(dout),
-        dstate_n[0],
+    dh = dstate_n[0].copy()  # dL/dh_t carried back through time; ends as dL/dh0
+    direct = np.empty((B, H), dtype=h_seq.dtype)
+    blocks, blas = _blocks(B, 3 * H, H)
+    part = np.zeros((len(blocks), T), dtype=h_seq.dtype)
+    db_ih, db_hh = np.zeros((len(blocks), 3 * H)), np.zeros((len(blocks), 3 * H))
+    _run(
+        k.gru_backward_rows,
+        blocks,
+        blas,
+        np.ascontiguousarray(dout),
+        True,
         gates,
         h_seq,
         h0,
         p["weight_hh"],
         dx_proj,
         dh_proj,
-        dh0,
-        dh_norms,
+        dh,
+        direct,
+        per_block=(part, db_ih, db_hh),
     )
-    g = {}
-    g["weight_ih"], g["bias_ih"], dx = _input_grads(dx_proj, x_tm, p)
+    g = _wx_grads(dx_proj, x_tm, p)
     g["weight_hh"] = _wgrad_prev(dh_proj, h_seq, h0)
-    g["bias_hh"] = dh_proj.sum(axis=(0, 1))
-    return _finish(g, dx, (dh0,), dh_norms)
+    g["bias_ih"] = _bias_grads(db_ih, h_seq.dtype)
+    g["bias_hh"] = _bias_grads(db_hh, h_seq.dtype)
+    dx = g.pop("input")
+    return _finish(g, dx, (dh,), _norms(part, B))
 
 
 # ---------------------------------------------------------------- jordan
@@ -278,17 +419,23 @@ def jordan_forward(p, x, state0, opts):
     T, B, H = x_proj.shape
     O = y0.shape[1]
     h_seq = np.empty_like(x_proj)
-    y_seq = np.empty((T, B, y0.shape[1]), dtype=x_proj.dtype)
-    _kernel_call(
-        k.jordan_forward,
-        (B, O, H),
+    y_seq = np.empty((T, B, O), dtype=x_proj.dtype)
+    rec = np.empty((B, H), dtype=x_proj.dtype)
+    w_yh_t = np.ascontiguousarray(p["weight_yh"].T)
+    w_hy_t = np.ascontiguousarray(p["weight_hy"].T)
+    blocks, blas = _blocks(B, O, H)  # both per-step products have O * H terms per row
+    _run(
+        k.jordan_forward_rows,
+        blocks,
+        blas,
         x_proj,
-        np.ascontiguousarray(p["weight_yh"].T),
-        np.ascontiguousarray(p["weight_hy"].T),
+        w_yh_t,
+        w_hy_t,
         p["bias_hy"],
         y0,
         h_seq,
         y_seq,
+        rec,
     )
     cache = (x_tm, y0, h_seq, y_seq)
     return y_seq.transpose(1, 0, 2), (y_seq[-1].copy(),), cache
@@ -301,27 +448,30 @@ def jordan_backward(p, cache, dout, dstate_n):
     O = y0.shape[1]
     dy_tot = np.empty_like(y_seq)
     dpre = np.empty_like(h_seq)
-    dy0 = np.empty_like(y0)
-    dh_norms = np.empty(h_seq.shape[0], dtype=h_seq.dtype)
-    _kernel_call(
-        k.jordan_backward,
-        (B, O, H),
+    dy = dstate_n[0].copy()  # dL/dy_t carried back through time; ends as dL/dy0
+    dh = np.empty((B, H), dtype=h_seq.dtype)
+    blocks, blas = _blocks(B, O, H)
+    part = np.zeros((len(blocks), T), dtype=h_seq.dtype)
+    _run(
+        k.jordan_backward_rows,
+        blocks,
+        blas,
         _time_major(dout),
-        dstate_n[0],
         h_seq,
         p["weight_yh"],
         p["weight_hy"],
         dy_tot,
         dpre,
-        dy0,
-        dh_norms,
+        dy,
+        dh,
+        per_block=(part,),
     )
     g = {}
     g["weight_ih"], g["bias_ih"], dx = _input_grads(dpre, x_tm, p)
     g["weight_yh"] = _wgrad_prev(dpre, y_seq, y0)
     g["weight_hy"] = _wgrad(dy_tot, h_seq)
     g["bias_hy"] = dy_tot.sum(axis=(0, 1))
-    return _finish(g, dx, (dy0,), dh_norms)
+    return _finish(g, dx, (dy,), _norms(part, B))
 
 
 LAYERS = {

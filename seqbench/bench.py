@@ -1,0 +1,258 @@
+"""``seqbench bench``: seqbench's kernels against torch's CPU ones, side by side in one process.
+
+For each cell x shape x dtype: the same weights in a seqbench model and a ``torch.nn`` module,
+the same input, a warm-up call of each (compilation excluded), then ``repeat`` rounds that
+time seqbench and torch in turn, so drift on a shared machine hits both alike. Reported:
+medians in milliseconds and ratio = torch time / seqbench time (> 1: seqbench is faster).
+
+Each timed call is preceded by a pause (``SETTLE_S``) and an untimed call of the same side:
+the two libraries bring three thread pools (torch's OpenMP, numba's OpenMP, scipy's
+OpenBLAS), and a pool's idle threads keep spinning for a while after its last job (OpenBLAS
+about 0.1 s). Timed right after seqbench's BLAS calls, torch's per-step GRU path ran 10-40x
+slower than alone; the pause lets those threads go to sleep, as they would in a process
+that uses only one of the two libraries.
+
+- forward: ``model.forward(x)`` against torch under ``no_grad`` (inference).
+- train step: forward + backward of the summed output (dL/dy = 1), against
+  ``module(x)[0].sum().backward()``; parameter gradients included on both sides.
+
+torch is optional: without it the torch columns show '-'.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+from .errors import ConfigError
+
+TORCH_PEERS = {"lstm": "LSTM", "gru": "GRU", "elman": "RNN"}  # torch.nn class per cell
+DEFAULT_CELLS = ("lstm", "gru", "elman")
+# (B, T, I, H): the speed goals of issue 4 (DESIGN.md section 6 has torch's figures)
+DEFAULT_SHAPES = ("32,100,10,128", "1,1000,1,64", "128,100,64,512")
+DTYPES = ("float32", "float64")
+SETTLE_S = 0.25  # pause before each timed call: the other side's idle threads go to sleep
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--cells",
+        nargs="+",
+        default=list(DEFAULT_CELLS),
+        metavar="CELL",
+        help=f"cells to time (default: {' '.join(DEFAULT_CELLS)})",
+    )
+    parser.add_argument(
+        "--shapes",
+        nargs="+",
+        default=list(DEFAULT_SHAPES),
+        metavar="B,T,I,H",
+        help="batch, steps, input size, hidden size (default: the speed goals' shapes)",
+    )
+    parser.add_argument(
+        "--dtype",
+        nargs="+",
+        default=["float32"],
+        metavar="DTYPE",
+        help="float32 and/or float64 (default: float32)",
+    )
+    parser.add_argument("--repeat", type=int, default=5, help="timed rounds after warm-up")
+    parser.add_argument("--backend", default="numba", help="seqbench backend (default: numba)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for numba and torch (default: the CPUs this process may use)",
+    )
+
+
+def parse_shape(text: str) -> tuple[int, int, int, int]:
+    """'32,100,10,128' -> (32, 100, 10, 128); anything else is a ConfigError."""
+    parts = str(text).split(",")
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        shape = ()
+    if len(shape) != 4 or min(shape) < 1:
+        raise ConfigError(
+            f"shape {text!r} is not B,T,I,H (four positive integers, e.g. 32,100,10,128)"
+        )
+    return shape
+
+
+def check_arguments(args) -> tuple[list, list, list]:
+    """Validated (cells, shapes, dtypes) from parsed arguments; ConfigError on bad input."""
+    from .backends import check_backend
+    from .models import CELLS
+
+    for cell in args.cells:
+        if cell not in CELLS:
+            raise ConfigError(f"cell {cell!r} is not known; use one of {', '.join(sorted(CELLS))}")
+    for dt in args.dtype:
+        if dt not in DTYPES:
+            raise ConfigError(f"dtype {dt!r} is not supported; use float32 or float64")
+    if args.repeat < 1:
+        raise ConfigError(f"--repeat must be at least 1, got {args.repeat}")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {args.threads}")
+    check_backend(args.backend)
+    return list(args.cells), [parse_shape(s) for s in args.shapes], list(args.dtype)
+
+
+def set_threads(n: int | None) -> int:
+    """Use n threads in seqbench's CPU kernels and in torch (default: this process's CPUs)."""
+    from .backends import numba_cpu
+
+    n = numba_cpu.set_num_threads(n)
+    torch = _torch()
+    if torch is not None:
+        torch.set_num_threads(n)
+    return n
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+# ---------------------------------------------------------------- the two sides
+
+
+class SeqbenchCase:
+    def __init__(self, cell, shape, dtype, backend="numba", seed=0):
+        import seqbench as sb
+
+        B, T, I, H = shape
+        self.model = sb.build_model(cell, I, H, dtype=dtype, backend=backend, seed=seed)
+        self.x = np.random.default_rng(seed).standard_normal((B, T, I)).astype(dtype)
+        self._dy = None
+
+    def forward(self):
+        return self.model.forward(self.x)
+
+    def train_step(self):
+        y, tape = self.model.forward(self.x)
+        if self._dy is None:
+            self._dy = np.ones_like(y)  # dL/dy of L = sum(y)
+        return self.model.backward(tape, self._dy)
+
+
+class TorchCase:
+    def __init__(self, cell, shape, dtype, state_dict, x):
+        torch = _torch()
+        B, T, I, H = shape
+        self.torch = torch
+        cls = getattr(torch.nn, TORCH_PEERS[cell])
+        self.module = cls(I, H, batch_first=True).to(getattr(torch, dtype))
+        self.module.load_state_dict(
+            {k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()}
+        )
+        self.x = torch.from_numpy(x)
+
+    def forward(self):
+        with self.torch.no_grad():
+            return self.module(self.x)
+
+    def train_step(self):
+        self.module.zero_grad(set_to_none=True)
+        y, _ = self.module(self.x)
+        y.sum().backward()
+
+
+def _timed(fn, settle=SETTLE_S) -> float:
+    """Seconds of one call of fn, after a pause and an untimed call of it."""
+    time.sleep(settle)
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def measure(cell, shape, dtype, repeat=5, backend="numba", with_torch=True) -> dict:
+    """Medians (ms) of forward and train step for seqbench and, if available, torch."""
+    ours = SeqbenchCase(cell, shape, dtype, backend)
+    peer = None
+    if with_torch and cell in TORCH_PEERS and _torch() is not None:
+        peer = TorchCase(cell, shape, dtype, ours.model.state_dict(), ours.x)
+    sides = {"seqbench": ours} if peer is None else {"seqbench": ours, "torch": peer}
+    t0 = time.perf_counter()
+    ours.train_step()  # compiles (or loads) forward and backward kernels
+    compile_s = time.perf_counter() - t0
+    times = {f"{s}_{k}": [] for s in sides for k in ("fwd", "train")}
+    for side in sides.values():  # warm-up, excluded
+        side.forward()
+        side.train_step()
+    for _ in range(repeat):
+        for name, side in sides.items():
+            times[f"{name}_fwd"].append(_timed(side.forward))
+        for name, side in sides.items():
+            times[f"{name}_train"].append(_timed(side.train_step))
+    out = {"cell": cell, "shape": tuple(shape), "dtype": dtype, "first_call_s": compile_s}
+    for key in ("seqbench_fwd", "seqbench_train", "torch_fwd", "torch_train"):
+        out[key] = 1e3 * statistics.median(times[key]) if key in times else None
+    for kind in ("fwd", "train"):
+        ts, ss = out[f"torch_{kind}"], out[f"seqbench_{kind}"]
+        out[f"ratio_{kind}"] = ts / ss if ts is not None else None
+    return out
+
+
+# ---------------------------------------------------------------- command
+
+
+def main(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    cells, shapes, dtypes = check_arguments(args)
+    threads = set_threads(args.threads)
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 120)  # a table in a log or pipe stays one line a row
+    table = Table(
+        title=f"seqbench ({args.backend}) vs torch, median of {args.repeat}, {threads} threads",
+        caption="ratio = torch time / seqbench time (> 1: seqbench faster); "
+        "train = forward + backward of sum(y)",
+    )
+    for col in ("cell", "B,T,I,H", "dtype"):
+        table.add_column(col)
+    for col in (
+        "seqbench fwd ms",
+        "torch fwd ms",
+        "ratio",
+        "seqbench train ms",
+        "torch train ms",
+        "ratio",
+    ):
+        table.add_column(col, justify="right")
+    with console.status("timing...") as status:
+        for dtype in dtypes:
+            for shape in shapes:
+                for cell in cells:
+                    status.update(f"timing {cell} {shape} {dtype}")
+                    r = measure(cell, shape, dtype, args.repeat, args.backend)
+                    table.add_row(
+                        cell,
+                        ",".join(map(str, shape)),
+                        dtype,
+                        _ms(r["seqbench_fwd"]),
+                        _ms(r["torch_fwd"]),
+                        _ratio(r["ratio_fwd"]),
+                        _ms(r["seqbench_train"]),
+                        _ms(r["torch_train"]),
+                        _ratio(r["ratio_train"]),
+                    )
+    console.print(table)
+    return 0
+
+
+def _ms(v):
+    return "-" if v is None else f"{v:.2f}"
+
+
+def _ratio(v):
+    return "-" if v is None else f"{v:.2f}x"

@@ -1,0 +1,79 @@
+"""Kernel speed: forward and train step per cell x backend x shape x dtype, compile time,
+peak memory. The asv counterpart of ``seqbench bench``."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .common import BACKENDS, CELLS, DTYPES, SHAPES, SMOKE, make_case, set_threads
+
+
+class Forward:
+    """One forward pass (inference; seqbench saves its tape, torch runs under no_grad)."""
+
+    params = [CELLS, BACKENDS, SHAPES, DTYPES]
+    param_names = ["cell", "backend", "shape", "dtype"]
+    timeout = 600
+
+    def setup(self, cell, backend, shape, dtype):
+        set_threads()
+        self.case = make_case(cell, backend, shape, dtype)
+
+    def time_forward(self, cell, backend, shape, dtype):
+        self.case.forward()
+
+
+class TrainStep:
+    """Forward + backward of the summed output, parameter gradients included."""
+
+    params = [CELLS, BACKENDS, SHAPES, DTYPES]
+    param_names = ["cell", "backend", "shape", "dtype"]
+    timeout = 600
+
+    def setup(self, cell, backend, shape, dtype):
+        set_threads()
+        self.case = make_case(cell, backend, shape, dtype)
+
+    def time_train_step(self, cell, backend, shape, dtype):
+        self.case.train_step()
+
+    def peakmem_train_step(self, cell, backend, shape, dtype):
+        self.case.train_step()
+
+
+_FIRST_STEP = """
+import os
+os.environ["SEQBENCH_NO_CACHE"] = {no_cache!r}
+import numpy as np
+import seqbench as sb
+model = sb.build_model({cell!r}, 10, 32, dtype={dtype!r})
+x = np.ones((4, 8, 10), dtype={dtype!r})
+"""
+
+
+class FirstStep:
+    """A fresh process's first train step: numba compiling every kernel it needs ("cold",
+    SEQBENCH_NO_CACHE=1) or loading them from the disk cache ("cached"). Importing seqbench
+    and numpy is setup, not timed."""
+
+    params = [["cold", "cached"], ["gru"] if SMOKE else [*CELLS, "jordan"], ["float32"]]
+    param_names = ["cache", "cell", "dtype"]
+    number = 1
+    repeat = (1, 3, 600.0)
+    timeout = 900
+
+    def setup(self, cache, cell, dtype):
+        if cache == "cached":  # make sure the cache holds this cell's kernels
+            import subprocess
+
+            code = _FIRST_STEP.format(no_cache="0", cell=cell, dtype=dtype) + _STEP
+            env = {k: v for k, v in os.environ.items() if k != "SEQBENCH_NO_CACHE"}
+            subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+    def timeraw_first_step(self, cache, cell, dtype):
+        setup = _FIRST_STEP.format(no_cache="1" if cache == "cold" else "0", cell=cell, dtype=dtype)
+        return _STEP, setup
+
+
+_STEP = "y, tape = model.forward(x); model.backward(tape, np.ones_like(y))"
