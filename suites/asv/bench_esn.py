@@ -74,6 +74,7 @@ class ReservoirRun:
         self.u = np.random.default_rng(0).uniform(-1, 1, (batch, STEPS, 1))
         if implementation == "reservoirpy":
             self.res = _rpy_twin(self.model)
+            self.res.run(self.u[0, :10])  # initialise the node: reset() needs its state
             self.run = lambda: _run_reservoirpy(self.res, self.u)
         else:
             self.run = lambda: self.model.forward(self.u)
