@@ -144,6 +144,16 @@ def _project(x_tm, w, b=None):  # (T, B, I) @ (G, I)^T [+ (G,)] -> (T, B, G), on
     return out.reshape(T, B, w.shape[0])
 
 
+def _input_side(x, w_ih, b_ih=None):
+    """-> (x_tm, x_proj, x_in, w_ih_t): the input projection of all steps as one GEMM
+    (x_proj, with b_ih if given), or, for small I, x and W_ih^T for the kernel to fuse."""
+    x_tm = _time_major(x)  # also kept for dW_ih in backward
+    fused = _fused_input(x, w_ih)
+    x_proj = None if fused else _project(x_tm, w_ih, b_ih)
+    x_in, w_ih_t = fused or (None, None)
+    return x_tm, x_proj, x_in, w_ih_t
+
+
 def _wgrad(d, inp):  # sum_t d_t^T inp_t: (T, B, G), (T, B, K) -> (G, K), one GEMM
     return _gemm(d.reshape(-1, d.shape[2]), inp.reshape(-1, inp.shape[2]), trans_a=True)
 
@@ -198,10 +208,7 @@ def elman_forward(p, x, state0, opts):
     B, T, _ = x.shape
     H = p["weight_hh"].shape[0]
     dt = p["weight_hh"].dtype
-    x_tm = _time_major(x)  # for dW_ih in backward
-    fused = _fused_input(x, p["weight_ih"])
-    x_proj = None if fused else _project(x_tm, p["weight_ih"])  # b_ih goes in with b_hh
-    x_in, w_ih_t = fused or (None, None)
+    x_tm, x_proj, x_in, w_ih_t = _input_side(x, p["weight_ih"])  # b_ih goes in with b_hh
     h_seq = np.empty((T, B, H), dtype=dt)
     y = np.empty((B, T, H), dtype=dt)  # batch-first copy for the caller
     rec = np.empty((B, H), dtype=dt)
@@ -267,10 +274,7 @@ def lstm_forward(p, x, state0, opts):
     B, T, _ = x.shape
     G, H = p["weight_hh"].shape
     dt = p["weight_hh"].dtype
-    x_tm = _time_major(x)
-    fused = _fused_input(x, p["weight_ih"])
-    x_proj = None if fused else _project(x_tm, p["weight_ih"])  # b_ih goes in with b_hh
-    x_in, w_ih_t = fused or (None, None)
+    x_tm, x_proj, x_in, w_ih_t = _input_side(x, p["weight_ih"])  # b_ih goes in with b_hh
     gates = np.empty((T, B, G), dtype=dt)
     c_seq = np.empty((T, B, H), dtype=dt)
     h_seq = np.empty_like(c_seq)
@@ -341,15 +345,13 @@ def gru_forward(p, x, state0, opts):
     B, T, _ = x.shape
     G, H = p["weight_hh"].shape
     dt = p["weight_hh"].dtype
-    x_tm = _time_major(x)
-    fused = _fused_input(x, p["weight_ih"])
-    x_proj = None if fused else _project(x_tm, p["weight_ih"], p["bias_ih"])  # b_in: not r*(.)
-    x_in, w_ih_t = fused or (None, None)
+    # b_ih goes with the input: the reset gate multiplies only W_hn h + b_hn
+    x_tm, x_proj, x_in, w_ih_t = _input_side(x, p["weight_ih"], p["bias_ih"])
     gates = np.empty((T, B, 4 * H), dtype=dt)
     h_seq = np.empty((T, B, H), dtype=dt)
     y = np.empty((B, T, H), dtype=dt)
     rec = np.empty((B, G), dtype=dt)
-    xrec = np.empty((B, G), dtype=dt) if fused else rec
+    xrec = np.empty((B, G), dtype=dt) if x_proj is None else rec
     w_hh_t = np.ascontiguousarray(p["weight_hh"].T)
     blocks, blas = _blocks(B, H, G)
     _run(
