@@ -71,6 +71,56 @@ def test_autoregressive_free_run_matches_reference(rng):
     np.testing.assert_allclose(oa, ob, rtol=0, atol=1e-12)
 
 
+@pytest.fixture
+def two_threads():
+    from seqbench.backends import numba_cpu
+
+    old = numba_cpu.get_num_threads()
+    numba_cpu.set_num_threads(2)
+    yield
+    numba_cpu.set_num_threads(old)
+
+
+# 1, 2: one series at a time, rows split over two threads meeting at a barrier each step
+# (N = 300 at 10%: enough nonzeros for two threads); 8, 17, 40: chunks of 16 series per thread
+# (the last chunk partly empty)
+@pytest.mark.parametrize("B", [1, 2, 8, 17, 40])
+def test_threaded_sparse_kernels_match_reference(B, two_threads, rng):
+    kw = {"seed": 5, "connectivity": 0.1, "leak": 0.6, "bias_scaling": 0.3, "feedback_size": 1}
+    fast, ref = build_esn(2, 300, **kw), build_esn(2, 300, backend="numpy", **kw)
+    x, teacher = rng.uniform(-1, 1, (B, 12, 2)), rng.uniform(-1, 1, (B, 12, 1))
+    h0 = rng.uniform(-0.5, 0.5, (1, B, 300))
+    a, b = fast.forward(x, h0, teacher=teacher)[0], ref.forward(x, h0, teacher=teacher)[0]
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    w_out, b_out = 0.05 * rng.standard_normal((1, 300)), rng.standard_normal(1)
+    y0 = rng.uniform(-1, 1, (B, 1))
+    sa, oa, _ = fast.generate(9, w_out, b_out, x=x[:, :9], h0=a[:, -1], y0=y0)
+    sb, ob, _ = ref.generate(9, w_out, b_out, x=x[:, :9], h0=a[:, -1], y0=y0)
+    np.testing.assert_allclose(sa, sb, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(oa, ob, rtol=0, atol=1e-12)
+
+
+def test_blocked_csr_holds_w_padded_to_groups(rng):
+    from seqbench.models.esn import blocked_csr
+
+    w = sp.random_array((70, 70), density=0.15, format="csr", rng=rng)
+    w.sort_indices()
+    bptr, bidx, bdat = blocked_csr(w, 4, block=32)
+    assert bptr.shape == (3, 71) and bidx.dtype == np.uint32
+    lengths = np.diff(bptr, axis=1)
+    assert np.all(lengths % 4 == 0) and bptr[-1, -1] == bidx.size
+    dense = np.zeros((70, 71))
+    for c in range(3):
+        for i in range(70):
+            cols = bidx[bptr[c, i] : bptr[c, i + 1]]
+            real = cols < 70
+            assert np.all((cols[real] >= 32 * c) & (cols[real] < 32 * (c + 1)))
+            assert np.all(np.diff(cols[real]) > 0)  # sorted, no repeats
+            np.add.at(dense[i], cols, bdat[bptr[c, i] : bptr[c, i + 1]])
+    np.testing.assert_array_equal(dense[:, :70], w.toarray())
+    assert np.all(dense[:, 70] == 0)  # padding: weight 0 on the zero row
+
+
 @pytest.mark.parametrize("sparse", [True, False], ids=["csr", "dense"])
 def test_float32_follows_float64(sparse, rng):
     kw = {"sparse": sparse, "leak": 0.5, "bias_scaling": 0.2, "seed": 4}

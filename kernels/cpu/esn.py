@@ -37,12 +37,14 @@ NumPy error model so that float division carries no ZeroDivisionError branch, wh
 block vectorisation.
 """
 
+from contextlib import contextmanager
 from math import copysign, floor
 
 import numpy as np
 from numba import njit
 
 from .. import config
+from ._sync import barrier
 
 # tanh(z) = z P(z^2) / Q(z^2) for |z| < 0.625: the 8th convergent of Lambert's continued
 # fraction z / (1 + z^2 / (3 + z^2 / (5 + ...))); truncation error < 1e-20 there.
@@ -102,25 +104,25 @@ _BLOCK = 64  # units per block of the per-step transposes: 64 x B values stay in
 
 
 @njit(inline="always")
-def _to_unit_major(u_proj, t, out):  # out[i, b] = u_proj[b, t, i]; out: (N, B)
-    N, B = out.shape
+def _to_unit_major(u_proj, t, out, b0, n):  # out[i, j] = u_proj[b0 + j, t, i], j < n
+    N = u_proj.shape[2]
     for i0 in range(0, N, _BLOCK):
         i1 = min(i0 + _BLOCK, N)
-        for b in range(B):
-            row = u_proj[b, t]
+        for j in range(n):
+            row = u_proj[b0 + j, t]
             for i in range(i0, i1):
-                out[i, b] = row[i]
+                out[i, j] = row[i]
 
 
 @njit(inline="always")
-def _to_batch_major(x, states, t):  # states[b, t, i] = x[i, b]; x: (N, B)
-    N, B = x.shape
+def _to_batch_major(x, states, t, b0, n):  # states[b0 + j, t, i] = x[i, j], j < n
+    N = states.shape[2]
     for i0 in range(0, N, _BLOCK):
         i1 = min(i0 + _BLOCK, N)
-        for b in range(B):
-            row = states[b, t]
+        for j in range(n):
+            row = states[b0 + j, t]
             for i in range(i0, i1):
-                row[i] = x[i, b]
+                row[i] = x[i, j]
 
 
 @njit(cache=config.CACHE, fastmath=config.FASTMATH, error_model="numpy")
@@ -188,7 +190,7 @@ def esn_forward_csr(
     x = np.ascontiguousarray(x0.T)  # (N, B): row j holds unit j of every series
     x_new = np.empty_like(x)  # (N, B): pre-activation, then the new state
     for t in range(T):
-        _to_unit_major(u_proj, t, x_new)
+        _to_unit_major(u_proj, t, x_new, 0, B)
         for o in range(O):
             for i in range(N):
                 for b in range(B):
@@ -214,8 +216,159 @@ def esn_forward_csr(
             for b in range(B):
                 new[b] = keep * old[b] + leak * _activate(new[b], linear)
         x, x_new = x_new, x
-        _to_batch_major(x, states, t)
+        _to_batch_major(x, states, t, 0, B)
         if O > 0:
             for b in range(B):
                 _readout(x[:, b], w_out, b_out, y[b])
                 outputs[b, t] = y[b]
+
+
+# ---- threaded kernels (seqbench.models.esn picks one by batch size and thread count)
+
+CHUNK = 16  # series per pass of the blocked sparse x dense product
+GROUP = 4  # nonzeros per pass; each (block, row) segment is padded to a multiple of it
+
+
+@njit(inline="always")
+def _axpy4(acc, w0, r0, w1, r1, w2, r2, w3, r3):
+    """acc[:16] += w0 r0 + w1 r1 + w2 r2 + w3 r3 with every load before any store: the
+    straight-line form LLVM's SLP vectoriser turns into four 4-wide FMA chains that stay in
+    registers across a row's nonzeros (a loop over the 16 lanes gets a runtime alias check per
+    pass instead, 2-3x slower)."""
+    # fmt: off
+    (
+        acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7],
+        acc[8], acc[9], acc[10], acc[11], acc[12], acc[13], acc[14], acc[15],
+    ) = (
+        acc[0] + (w0 * r0[0] + w1 * r1[0]) + (w2 * r2[0] + w3 * r3[0]),
+        acc[1] + (w0 * r0[1] + w1 * r1[1]) + (w2 * r2[1] + w3 * r3[1]),
+        acc[2] + (w0 * r0[2] + w1 * r1[2]) + (w2 * r2[2] + w3 * r3[2]),
+        acc[3] + (w0 * r0[3] + w1 * r1[3]) + (w2 * r2[3] + w3 * r3[3]),
+        acc[4] + (w0 * r0[4] + w1 * r1[4]) + (w2 * r2[4] + w3 * r3[4]),
+        acc[5] + (w0 * r0[5] + w1 * r1[5]) + (w2 * r2[5] + w3 * r3[5]),
+        acc[6] + (w0 * r0[6] + w1 * r1[6]) + (w2 * r2[6] + w3 * r3[6]),
+        acc[7] + (w0 * r0[7] + w1 * r1[7]) + (w2 * r2[7] + w3 * r3[7]),
+        acc[8] + (w0 * r0[8] + w1 * r1[8]) + (w2 * r2[8] + w3 * r3[8]),
+        acc[9] + (w0 * r0[9] + w1 * r1[9]) + (w2 * r2[9] + w3 * r3[9]),
+        acc[10] + (w0 * r0[10] + w1 * r1[10]) + (w2 * r2[10] + w3 * r3[10]),
+        acc[11] + (w0 * r0[11] + w1 * r1[11]) + (w2 * r2[11] + w3 * r3[11]),
+        acc[12] + (w0 * r0[12] + w1 * r1[12]) + (w2 * r2[12] + w3 * r3[12]),
+        acc[13] + (w0 * r0[13] + w1 * r1[13]) + (w2 * r2[13] + w3 * r3[13]),
+        acc[14] + (w0 * r0[14] + w1 * r1[14]) + (w2 * r2[14] + w3 * r3[14]),
+        acc[15] + (w0 * r0[15] + w1 * r1[15]) + (w2 * r2[15] + w3 * r3[15]),
+    )
+    # fmt: on
+
+
+@njit(cache=config.CACHE, fastmath=config.FASTMATH, error_model="numpy", nogil=True)
+def esn_forward_chunks(
+    u_proj, bptr, bidx, bdat, leak, linear, x0, states, w_fb, w_out, b_out, y0, outputs, lo, hi
+):
+    """Series lo..hi-1, CHUNK at a time, each chunk through all T steps (one call per thread,
+    no thread waits for another). W in blocked CSR: for column block c (the x rows it reads
+    stay in L1), row i's nonzeros are bidx/bdat[bptr[c, i]:bptr[c, i + 1]], a multiple of
+    GROUP long, padded with weight 0 at column N (a row of x that stays 0).
+        bptr: [n_blocks, N + 1] uint32; bidx: [nnz_padded] uint32; bdat: [nnz_padded]
+    Other arguments as esn_forward_csr. Compile with SLP vectorisation on (``slp()``)."""
+    B, T, N = u_proj.shape
+    O = w_out.shape[0]
+    keep = 1.0 - leak
+    x = np.zeros((N + 1, CHUNK), dtype=x0.dtype)  # (N + 1, CHUNK): unit-major chunk state
+    x_new = np.zeros_like(x)  # lanes past the chunk's series stay 0 through every step
+    y = np.empty((CHUNK, O), dtype=x0.dtype)
+    for b0 in range(lo, hi, CHUNK):
+        n = min(CHUNK, hi - b0)
+        x[:] = 0.0
+        x_new[:] = 0.0
+        for j in range(n):
+            x[:N, j] = x0[b0 + j]
+            y[j] = y0[b0 + j]
+        for t in range(T):
+            _to_unit_major(u_proj, t, x_new, b0, n)
+            for o in range(O):
+                for i in range(N):
+                    for j in range(n):
+                        x_new[i, j] += w_fb[i, o] * y[j, o]
+            for c in range(bptr.shape[0]):
+                ptr = bptr[c]
+                for i in range(N):
+                    acc = x_new[i]
+                    for k in range(ptr[i], ptr[i + 1], GROUP):
+                        _axpy4(
+                            acc, bdat[k], x[bidx[k]], bdat[k + 1], x[bidx[k + 1]],
+                            bdat[k + 2], x[bidx[k + 2]], bdat[k + 3], x[bidx[k + 3]],
+                        )  # fmt: skip
+            for i in range(N):
+                old, new = x[i], x_new[i]
+                for j in range(CHUNK):
+                    new[j] = keep * old[j] + leak * _activate(new[j], linear)
+            x, x_new = x_new, x
+            _to_batch_major(x, states, t, b0, n)
+            if O > 0:
+                for j in range(n):
+                    _readout(x[:N, j], w_out, b_out, y[j])
+                    outputs[b0 + j, t] = y[j]
+
+
+@njit(cache=config.CACHE, fastmath=config.FASTMATH, error_model="numpy", nogil=True)
+def esn_forward_rows(
+    u_proj, indptr, indices, data, leak, linear, x0, states, w_fb, w_out, b_out, y0, outputs,
+    x_buf, counters, me, threads,
+):  # fmt: skip
+    """Series one after another, each step's rows split over ``threads`` threads that meet
+    at a barrier (_sync.barrier) once a step. Called once per thread, ``me`` = 0 .. threads-1,
+    all at the same time; thread 0 writes ``outputs``.
+        x_buf:    [2, N]  the state, double-buffered: step t reads one, writes the other
+        counters: int64 [threads * _sync.STRIDE], zeros
+    Other arguments as esn_forward_csr (CSR W, uint32 indices)."""
+    B, T, N = u_proj.shape
+    O = w_out.shape[0]
+    keep = 1.0 - leak
+    lo, hi = me * N // threads, (me + 1) * N // threads
+    pre = np.empty(hi - lo, dtype=x0.dtype)
+    y = np.empty(O, dtype=x0.dtype)
+    generation = 0
+    for b in range(B):
+        cur = 0
+        x_buf[0, lo:hi] = x0[b, lo:hi]
+        y[:] = y0[b]
+        generation += 1
+        barrier(counters, me, threads, generation)
+        for t in range(T):
+            x, x_new = x_buf[cur], x_buf[1 - cur]
+            for i in range(lo, hi):  # read before this thread overwrites it (states is u_proj)
+                pre[i - lo] = u_proj[b, t, i]
+            for o in range(O):
+                for i in range(lo, hi):
+                    pre[i - lo] += w_fb[i, o] * y[o]
+            for i in range(lo, hi):
+                s = 0.0
+                for k in range(indptr[i], indptr[i + 1]):
+                    s += data[k] * x[indices[k]]
+                pre[i - lo] += s
+            for i in range(lo, hi):
+                v = keep * x[i] + leak * _activate(pre[i - lo], linear)
+                x_new[i] = v
+                states[b, t, i] = v
+            generation += 1
+            barrier(counters, me, threads, generation)
+            cur = 1 - cur
+            if O > 0:  # every thread needs y_t for its rows of the next step's feedback
+                _readout(x_new, w_out, b_out, y)
+                if me == 0:
+                    outputs[b, t] = y
+
+
+@contextmanager
+def slp():
+    """Compile under LLVM's SLP vectoriser (numba leaves it off by default) for the kernels
+    that need it (esn_forward_chunks): the flag is read when a function is compiled, so it
+    is set around the call that may compile and restored afterwards."""
+    from numba.core import config as numba_config
+
+    old = numba_config.SLP_VECTORIZE
+    numba_config.SLP_VECTORIZE = 1
+    try:
+        yield
+    finally:
+        numba_config.SLP_VECTORIZE = old

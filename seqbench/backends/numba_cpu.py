@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -104,20 +105,41 @@ def _run(fn, blocks, blas, *args, per_block=None):
         lo, hi = blocks[i]
         return fn(*args, *extra, lo, hi, blas)
 
-    pool = _THREADS["pool"]
     if len(blocks) == 1:  # on this thread; BLAS, if used, keeps its own threads
         call(0)
         return
     ctl = _blas_controller() if blas else None
     with ctl.limit(limits=1) if ctl is not None else contextlib.nullcontext():
-        if pool is None:  # threads set to 1 since the blocks were cut
-            for i in range(len(blocks)):
-                call(i)
-            return
-        futures = [pool.submit(call, i) for i in range(1, len(blocks))]
-        call(0)
-        for f in futures:
-            f.result()
+        run_parallel([lambda i=i: call(i) for i in range(len(blocks))])
+
+
+def run_parallel(calls) -> None:
+    """Run the callables at once: the first on this thread, the others on the pool (one
+    after another here if threads were set to 1 meanwhile)."""
+    pool = _THREADS["pool"]
+    if pool is None:
+        for fn in calls:
+            fn()
+        return
+    futures = [pool.submit(fn) for fn in calls[1:]]
+    calls[0]()
+    for f in futures:
+        f.result()
+
+
+_GROUP = threading.Lock()
+
+
+def run_group(fn, threads: int, *args) -> None:
+    """fn(*args, me, threads) for me = 0 .. threads-1, all running at the same time: for
+    kernels whose threads meet at a barrier every step. One group at a time, so that a group
+    never spins waiting for a pool thread that another group holds."""
+    threads = min(threads, get_num_threads())
+    if threads == 1:
+        fn(*args, 0, 1)
+        return
+    with _GROUP:
+        run_parallel([lambda me=me: fn(*args, me, threads) for me in range(threads)])
 
 
 def _norms(part, B):  # (blocks, T) sums of ||dL/dh_t|| over each block's rows -> mean

@@ -20,6 +20,8 @@ bias_scaling; W_fb: U(-1, 1) * feedback_scaling.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import scipy.sparse as sparse_mod
 from scipy.sparse.linalg import ArpackNoConvergence, eigs
@@ -259,6 +261,7 @@ class EchoStateNetwork:
         w = out["weight_hh_l0"]
         if sparse_mod.issparse(w):  # kernel-ready CSR: uint32 indices, contiguous
             self._csr = (w.indptr.astype(np.uint32), w.indices.astype(np.uint32), w.data)
+            self._blocked = None  # blocked CSR of the batched kernel, made on first use
             self._w_hh_t = None
         else:
             self._csr = None
@@ -418,11 +421,75 @@ class EchoStateNetwork:
         outputs = np.empty((B, T, w_out.shape[0]), dtype=dt)
         states = u_proj  # written in place: the kernel reads each u_proj[b, t] before writing it
         common = (self._leak, self._linear, s0, states, w_fb, w_out, b_out, y0, outputs)
-        if self._csr is not None:
+        if self._csr is None:
+            kernels.esn_forward(u_proj, self._w_hh_t, *common)
+        elif self.backend == "cuda":
             kernels.esn_forward_csr(u_proj, *self._csr, *common)
         else:
-            kernels.esn_forward(u_proj, self._w_hh_t, *common)
+            self._run_cpu_sparse(kernels, u_proj, common)
         return states, outputs
+
+    def _run_cpu_sparse(self, kernels, u_proj, common):
+        """A batch of at least 4 series per thread: chunks of CHUNK series per thread
+        (sparse x dense); fewer: one series at a time, its rows split over the threads."""
+        from ..backends import numba_cpu
+
+        B, _, N = u_proj.shape
+        threads = numba_cpu.get_num_threads()
+        if B >= 4 * threads:
+            chunks = -(-B // kernels.CHUNK)
+            n = min(threads, chunks)
+            edges = [min(B, i * chunks // n * kernels.CHUNK) for i in range(n + 1)]
+            blocked = self._blocked_csr(kernels.GROUP)
+            with kernels.slp():
+                numba_cpu.run_parallel(
+                    [
+                        partial(kernels.esn_forward_chunks, u_proj, *blocked, *common, lo, hi)
+                        for lo, hi in zip(edges[:-1], edges[1:], strict=True)
+                    ]
+                )
+            return
+        from ..kernels.cpu._sync import STRIDE
+
+        # a barrier per step costs ~1 us: worth it only for steps of a few thousand nonzeros
+        threads = min(threads, max(1, self._csr[1].size // 4096))
+        x_buf = np.empty((2, N), dtype=u_proj.dtype)
+        counters = np.zeros(threads * STRIDE, dtype=np.int64)
+        numba_cpu.run_group(
+            kernels.esn_forward_rows, threads, u_proj, *self._csr, *common, x_buf, counters
+        )
+
+    def _blocked_csr(self, group):
+        if self._blocked is None:
+            self._blocked = blocked_csr(self.params["weight_hh_l0"], group)
+        return self._blocked
+
+
+# Columns of W per block of the batched kernel: the x rows a block reads, 256 x 16 float64
+# = 32 KB, stay in L1 while every row of W takes its nonzeros from that block.
+COLUMN_BLOCK = 256
+
+
+def blocked_csr(w, group, block=COLUMN_BLOCK):
+    """W (CSR, N x N, sorted indices) as (bptr [n_blocks, N + 1], bidx, bdat): for each block
+    of ``block`` columns, each row's nonzeros in it, padded with zeros at column N (a state row
+    that stays 0) to a multiple of ``group``."""
+    N = w.shape[0]
+    n_blocks = max(1, -(-N // block))
+    rows = np.repeat(np.arange(N), np.diff(w.indptr))
+    segment = (w.indices // block).astype(np.int64) * N + rows  # block-major, then row
+    order = np.argsort(segment, kind="stable")  # keeps each row's columns sorted
+    counts = np.bincount(segment, minlength=n_blocks * N)
+    starts = np.concatenate(([0], np.cumsum(counts)))
+    offsets = np.concatenate(([0], np.cumsum(-(-counts // group) * group)))
+    seg = segment[order]
+    pos = offsets[seg] + np.arange(seg.size) - starts[seg]
+    bidx = np.full(offsets[-1], N, dtype=np.uint32)
+    bdat = np.zeros(offsets[-1], dtype=w.data.dtype)
+    bidx[pos] = w.indices[order]
+    bdat[pos] = w.data[order]
+    bptr = np.stack([offsets[c * N : c * N + N + 1] for c in range(n_blocks)]).astype(np.uint32)
+    return bptr, bidx, bdat
 
 
 def reference_run(w, u_proj, s0, leak, linear, free):
