@@ -21,13 +21,23 @@ the memory of long runs: B=32, T=10^4, N=10^3 is 2.6 GB per array in float64):
     y0:      [B, O]     the output before the first step
     outputs: [B, T, O]  y_1 .. y_T (output)
 
-One series is bound by the 100k indexed loads x[j] of a step (N = 1000, 10%): a gather loop
-LLVM vectorises, uint32 indices zero-extended without wrap-around checks. Small batches run
-their series one by one. A larger batch turns the step into sparse x dense: the state lives
-in an (N, B) buffer so that each nonzero W_ij is loaded once and multiplies the B contiguous
-values x_j[:], four nonzeros per pass over the row's accumulator; that reuse is where the
-speed of batching comes from. The per-step transposes between (B, N) and (N, B) go through
-blocks of 64 units (strided access over B rows of u_proj T*N apart would thrash L1 sets).
+Kernels. ``esn_forward`` (dense W) and ``esn_forward_csr`` run the batch on the calling
+thread (the CUDA module mirrors both). seqbench.models.esn runs a CSR reservoir on the CPU
+through the threaded pair at the end of this module instead, with the input projected inside
+the time loop when it is small (``input_at``):
+- ``esn_forward_rows``, fewer than 4 series per thread: series one by one, each step's rows
+  split over the threads, which meet at a spin barrier (_sync.barrier, ~1 us) once a step.
+  A step is bound by its 100k indexed loads x[j] (N = 1000, 10%): a gather loop LLVM
+  vectorises, ~0.4 ns a nonzero per thread, uint32 indices zero-extended without wrap-around
+  checks; padding rows to whole vectors or 512-bit vectors did not help (measured).
+- ``esn_forward_chunks``, more series: sparse x dense in chunks of 16 series, each thread
+  its own chunks through all T steps. The chunk's state lives unit-major, (N + 1, 16), so
+  each nonzero W_ij is loaded once and multiplies 16 contiguous x_j values; W is cut into
+  column blocks of 256 so that the x rows a block reads stay in L1. The 16 accumulators of
+  a row stay in four 4-wide registers (``_axpy4``, SLP-vectorised), so a nonzero costs one
+  FMA latency (~1.4 ns for 16 series): 2-3x faster per series than the single-thread batch
+  path of esn_forward_csr. Two accumulator sets per row (to hide that latency) and chunks of
+  32 were tried: LLVM then keeps the accumulators in memory and it runs 2-3x slower.
 
 tanh is a branch-free rational/exp evaluation in float64 (``tanh_f64``: at most 4 ulp, 5e-16
 absolute, from the correctly rounded value; tested) that LLVM vectorises (unlike _math's
@@ -41,7 +51,8 @@ from contextlib import contextmanager
 from math import copysign, floor
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from .. import config
 from ._sync import barrier
@@ -103,15 +114,34 @@ _SERIES_AT_ONCE = 6
 _BLOCK = 64  # units per block of the per-step transposes: 64 x B values stay in L1
 
 
+def input_at(x, w_in_t, bias, b, t, i):
+    """The input of unit i at step t of series b: x[b, t, i] when w_in_t is None (x is the
+    projected input, (B, T, N)), else bias[i] + x[b, t] @ w_in_t[:, i] (x raw, (B, T, K);
+    w_in_t (K, N)): a small input projected inside the time loop saves two passes over a
+    (B, T, N) array, the GEMM writing it and the kernel reading it back."""
+
+
+@overload(input_at, inline="always")
+def _input_at(x, w_in_t, bias, b, t, i):
+    if isinstance(w_in_t, types.NoneType):
+        return lambda x, w_in_t, bias, b, t, i: x[b, t, i]
+
+    def fused(x, w_in_t, bias, b, t, i):
+        s = bias[i]
+        for m in range(x.shape[2]):
+            s += x[b, t, m] * w_in_t[m, i]
+        return s
+
+    return fused
+
+
 @njit(inline="always")
-def _to_unit_major(u_proj, t, out, b0, n):  # out[i, j] = u_proj[b0 + j, t, i], j < n
-    N = u_proj.shape[2]
+def _to_unit_major(x, w_in_t, bias, t, out, b0, n, N):  # out[i, j]: input of series b0 + j
     for i0 in range(0, N, _BLOCK):
         i1 = min(i0 + _BLOCK, N)
         for j in range(n):
-            row = u_proj[b0 + j, t]
             for i in range(i0, i1):
-                out[i, j] = row[i]
+                out[i, j] = input_at(x, w_in_t, bias, b0 + j, t, i)
 
 
 @njit(inline="always")
@@ -190,7 +220,7 @@ def esn_forward_csr(
     x = np.ascontiguousarray(x0.T)  # (N, B): row j holds unit j of every series
     x_new = np.empty_like(x)  # (N, B): pre-activation, then the new state
     for t in range(T):
-        _to_unit_major(u_proj, t, x_new, 0, B)
+        _to_unit_major(u_proj, None, None, t, x_new, 0, B, N)
         for o in range(O):
             for i in range(N):
                 for b in range(B):
@@ -262,15 +292,18 @@ def _axpy4(acc, w0, r0, w1, r1, w2, r2, w3, r3):
 
 @njit(cache=config.CACHE, fastmath=config.FASTMATH, error_model="numpy", nogil=True)
 def esn_forward_chunks(
-    u_proj, bptr, bidx, bdat, leak, linear, x0, states, w_fb, w_out, b_out, y0, outputs, lo, hi
-):
+    x_in, w_in_t, bias, bptr, bidx, bdat, leak, linear, x0, states, w_fb, w_out, b_out, y0,
+    outputs, lo, hi,
+):  # fmt: skip
     """Series lo..hi-1, CHUNK at a time, each chunk through all T steps (one call per thread,
     no thread waits for another). W in blocked CSR: for column block c (the x rows it reads
     stay in L1), row i's nonzeros are bidx/bdat[bptr[c, i]:bptr[c, i + 1]], a multiple of
     GROUP long, padded with weight 0 at column N (a row of x that stays 0).
         bptr: [n_blocks, N + 1] uint32; bidx: [nnz_padded] uint32; bdat: [nnz_padded]
-    Other arguments as esn_forward_csr. Compile with SLP vectorisation on (``slp()``)."""
-    B, T, N = u_proj.shape
+    The input is x_in, w_in_t, bias as in ``input_at`` (w_in_t None: x_in is u_proj, and may
+    be ``states`` itself). Other arguments as esn_forward_csr. Compile with SLP vectorisation
+    on (``slp()``)."""
+    B, T, N = states.shape
     O = w_out.shape[0]
     keep = 1.0 - leak
     x = np.zeros((N + 1, CHUNK), dtype=x0.dtype)  # (N + 1, CHUNK): unit-major chunk state
@@ -284,7 +317,7 @@ def esn_forward_chunks(
             x[:N, j] = x0[b0 + j]
             y[j] = y0[b0 + j]
         for t in range(T):
-            _to_unit_major(u_proj, t, x_new, b0, n)
+            _to_unit_major(x_in, w_in_t, bias, t, x_new, b0, n, N)
             for o in range(O):
                 for i in range(N):
                     for j in range(n):
@@ -312,16 +345,17 @@ def esn_forward_chunks(
 
 @njit(cache=config.CACHE, fastmath=config.FASTMATH, error_model="numpy", nogil=True)
 def esn_forward_rows(
-    u_proj, indptr, indices, data, leak, linear, x0, states, w_fb, w_out, b_out, y0, outputs,
-    x_buf, counters, me, threads,
+    x_in, w_in_t, bias, indptr, indices, data, leak, linear, x0, states, w_fb, w_out, b_out,
+    y0, outputs, x_buf, counters, me, threads,
 ):  # fmt: skip
     """Series one after another, each step's rows split over ``threads`` threads that meet
     at a barrier (_sync.barrier) once a step. Called once per thread, ``me`` = 0 .. threads-1,
     all at the same time; thread 0 writes ``outputs``.
         x_buf:    [2, N]  the state, double-buffered: step t reads one, writes the other
         counters: int64 [threads * _sync.STRIDE], zeros
-    Other arguments as esn_forward_csr (CSR W, uint32 indices)."""
-    B, T, N = u_proj.shape
+    The input as in esn_forward_chunks; other arguments as esn_forward_csr (CSR W, uint32
+    indices)."""
+    B, T, N = states.shape
     O = w_out.shape[0]
     keep = 1.0 - leak
     lo, hi = me * N // threads, (me + 1) * N // threads
@@ -337,7 +371,7 @@ def esn_forward_rows(
         for t in range(T):
             x, x_new = x_buf[cur], x_buf[1 - cur]
             for i in range(lo, hi):  # read before this thread overwrites it (states is u_proj)
-                pre[i - lo] = u_proj[b, t, i]
+                pre[i - lo] = input_at(x_in, w_in_t, bias, b, t, i)
             for o in range(O):
                 for i in range(lo, hi):
                     pre[i - lo] += w_fb[i, o] * y[o]

@@ -318,7 +318,7 @@ class EchoStateNetwork:
         x = self._check_series("x", x, self.input_size)
         B, T, _ = x.shape
         s0 = self._state0(h0, B)
-        u_proj = self._project(x)
+        w_in_t = self.params["weight_ih_l0"].T
         if self.feedback_size:
             if teacher is None:
                 raise ConfigError(
@@ -329,10 +329,11 @@ class EchoStateNetwork:
             teacher = self._check_series("teacher", teacher, F, B, T)
             first = np.zeros((B, F)) if y0 is None else self._check_vectors("y0", y0, B, F)
             prev = np.concatenate([first[:, None].astype(self._np_dtype), teacher[:, :-1]], axis=1)
-            u_proj += (prev.reshape(B * T, F) @ self.params["weight_fb_l0"].T).reshape(B, T, -1)
+            x = np.concatenate([x, prev], axis=2)  # W_fb y_{t-1} is one more input
+            w_in_t = np.concatenate([w_in_t, self.params["weight_fb_l0"].T])
         elif teacher is not None:
             raise ConfigError("teacher= is only for reservoirs built with feedback_size > 0")
-        states, _ = self._run(u_proj, s0, None)
+        states, _ = self._run(x, w_in_t, s0, None)
         return states, Tape((B, T), [], states[:, -1][None].copy())
 
     def generate(self, steps, readout_weight, readout_bias, *, x=None, h0=None, y0=None):
@@ -369,30 +370,37 @@ class EchoStateNetwork:
             np.zeros((B, O), self._np_dtype) if y0 is None else self._check_vectors("y0", y0, B, O)
         )
         if F:
-            u_proj = self._project(np.zeros((B, steps, I), self._np_dtype) if x is None else x)
-            w_fb = self.params["weight_fb_l0"]
-        else:
-            u_proj = np.empty((B, steps, N), dtype=self._np_dtype)
-            u_proj[:] = self.params["bias_hh_l0"]
+            x = np.zeros((B, steps, I), self._np_dtype) if x is None else x
+            w_in_t, w_fb = self.params["weight_ih_l0"].T, self.params["weight_fb_l0"]
+        else:  # the input is the fed-back prediction alone
+            x, w_in_t = np.zeros((B, steps, 0), self._np_dtype), np.zeros((0, N), self._np_dtype)
             w_fb = self.params["weight_ih_l0"]
-        states, outputs = self._run(u_proj, s0, (w_fb, w_out, b_out, first))
+        states, outputs = self._run(x, w_in_t, s0, (w_fb, w_out, b_out, first))
         return states, outputs, Tape((B, steps), [], states[:, -1][None].copy())
 
-    def _project(self, x) -> np.ndarray:
-        """W_in u_t + b for every step: one GEMM, batch-first (B, T, N)."""
-        B, T, I = x.shape
-        p = self.params
+    def _project(self, x, w_in_t) -> np.ndarray:
+        """x @ w_in_t + b for every step: one GEMM, batch-first (B, T, N)."""
+        B, T, K = x.shape
         out = np.empty((B * T, self.hidden_size), dtype=self._np_dtype)  # the only (B, T, N)
-        np.matmul(x.reshape(B * T, I), p["weight_ih_l0"].T, out=out)  # array of a forward
-        out += p["bias_hh_l0"]
+        np.matmul(x.reshape(B * T, K), w_in_t, out=out)  # array of a forward
+        out += self.params["bias_hh_l0"]
         return out.reshape(B, T, -1)
 
-    def _run(self, u_proj, s0, free):
+    def _run(self, x, w_in_t, s0, free):
+        """States (and free-run outputs) for the input x (B, T, K) through w_in_t (K, N)."""
+        from ..kernels.config import FUSE_INPUT_MAX
+
+        if self.backend == "numba" and self._csr is not None and x.shape[2] <= FUSE_INPUT_MAX:
+            states = np.empty((x.shape[0], x.shape[1], self.hidden_size), self._np_dtype)
+            inputs = (x, np.ascontiguousarray(w_in_t), self.params["bias_hh_l0"])
+            return self._run_numba(inputs, states, s0, free)
+        u_proj = self._project(x, w_in_t)
         if self.backend == "numpy":
             return reference_run(
                 self.params["weight_hh_l0"], u_proj, s0, self._leak, self._linear, free
             )
-        return self._run_numba(u_proj, s0, free)
+        # states written in place: the kernels read each u_proj[b, t] before writing it
+        return self._run_numba((u_proj, None, None), u_proj, s0, free)
 
     @property
     def _leak(self) -> float:
@@ -402,7 +410,9 @@ class EchoStateNetwork:
     def _linear(self) -> bool:
         return self.options["activation"] == "identity"
 
-    def _run_numba(self, u_proj, s0, free):
+    def _run_numba(self, inputs, states, s0, free):
+        """inputs: (x, w_in_t, bias) as kernels.cpu.esn.input_at takes them; w_in_t None
+        (x = u_proj, projected) except on the CPU sparse kernels."""
         if self.backend == "cuda":
             from ..backends.cuda_gpu import require_gpu
 
@@ -411,7 +421,7 @@ class EchoStateNetwork:
         else:
             from ..kernels.cpu import esn as kernels  # numba is imported on first use
 
-        B, T, N = u_proj.shape
+        B, T, N = states.shape
         dt = self._np_dtype
         if free is None:
             w_fb, w_out = np.zeros((N, 0), dt), np.zeros((0, N), dt)
@@ -419,22 +429,21 @@ class EchoStateNetwork:
         else:
             w_fb, w_out, b_out, y0 = (np.ascontiguousarray(a, dtype=dt) for a in free)
         outputs = np.empty((B, T, w_out.shape[0]), dtype=dt)
-        states = u_proj  # written in place: the kernel reads each u_proj[b, t] before writing it
         common = (self._leak, self._linear, s0, states, w_fb, w_out, b_out, y0, outputs)
         if self._csr is None:
-            kernels.esn_forward(u_proj, self._w_hh_t, *common)
+            kernels.esn_forward(inputs[0], self._w_hh_t, *common)
         elif self.backend == "cuda":
-            kernels.esn_forward_csr(u_proj, *self._csr, *common)
+            kernels.esn_forward_csr(inputs[0], *self._csr, *common)
         else:
-            self._run_cpu_sparse(kernels, u_proj, common)
+            self._run_cpu_sparse(kernels, inputs, common)
         return states, outputs
 
-    def _run_cpu_sparse(self, kernels, u_proj, common):
+    def _run_cpu_sparse(self, kernels, inputs, common):
         """A batch of at least 4 series per thread: chunks of CHUNK series per thread
         (sparse x dense); fewer: one series at a time, its rows split over the threads."""
         from ..backends import numba_cpu
 
-        B, _, N = u_proj.shape
+        B, _, N = common[3].shape  # states
         threads = numba_cpu.get_num_threads()
         if B >= 4 * threads:
             chunks = -(-B // kernels.CHUNK)
@@ -444,7 +453,7 @@ class EchoStateNetwork:
             with kernels.slp():
                 numba_cpu.run_parallel(
                     [
-                        partial(kernels.esn_forward_chunks, u_proj, *blocked, *common, lo, hi)
+                        partial(kernels.esn_forward_chunks, *inputs, *blocked, *common, lo, hi)
                         for lo, hi in zip(edges[:-1], edges[1:], strict=True)
                     ]
                 )
@@ -453,10 +462,10 @@ class EchoStateNetwork:
 
         # a barrier per step costs ~1 us: worth it only for steps of a few thousand nonzeros
         threads = min(threads, max(1, self._csr[1].size // 4096))
-        x_buf = np.empty((2, N), dtype=u_proj.dtype)
+        x_buf = np.empty((2, N), dtype=self._np_dtype)
         counters = np.zeros(threads * STRIDE, dtype=np.int64)
         numba_cpu.run_group(
-            kernels.esn_forward_rows, threads, u_proj, *self._csr, *common, x_buf, counters
+            kernels.esn_forward_rows, threads, *inputs, *self._csr, *common, x_buf, counters
         )
 
     def _blocked_csr(self, group):
