@@ -53,6 +53,7 @@ THREAD_VARIABLES = (
     "MKL_NUM_THREADS",
     "NUMBA_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS",
+    "SEQBENCH_THREADS",  # the numba backend's own pool (and the ESN kernels' spin barrier)
 )
 SWEEP_LOG = "sweeps.jsonl"  # one JSON line per sweep invocation, next to runs/
 
@@ -421,6 +422,10 @@ def limit_threads(threads: int) -> None:
         import numba
 
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    if "seqbench.backends.numba_cpu" in sys.modules:
+        from .backends import numba_cpu
+
+        numba_cpu.set_num_threads(threads)
 
 
 def _init_pool_worker(threads: int, parent: int) -> None:
@@ -478,7 +483,11 @@ def run_on_dask(cfg) -> dict:
         nthreads = 1
     import numba
 
-    numba.set_num_threads(max(1, min((os.cpu_count() or 1) // nthreads, numba.get_num_threads())))
+    per_task = max(1, min((os.cpu_count() or 1) // nthreads, numba.get_num_threads()))
+    numba.set_num_threads(per_task)
+    from .backends import numba_cpu
+
+    numba_cpu.set_num_threads(per_task)  # concurrent tasks must not share out the same cores
     started, t0 = time.time(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="seqbench-run-") as tmp:
         record = run_and_save(cfg, tmp)

@@ -100,6 +100,26 @@ def test_threaded_sparse_kernels_match_reference(B, two_threads, rng):
     np.testing.assert_allclose(oa, ob, rtol=0, atol=1e-12)
 
 
+def test_spin_barrier_orders_every_step_across_threads(two_threads):
+    from numba import njit
+    from seqbench.kernels.cpu._sync import STRIDE, barrier
+
+    from seqbench.backends import numba_cpu
+
+    @njit(nogil=True)
+    def exchange(slots, seen, counters, me, threads):  # write, meet, read the other's write
+        for step in range(1, 3001):
+            slots[me] = step
+            barrier(counters, me, threads, 2 * step - 1)
+            seen[me, step - 1] = slots[1 - me]
+            barrier(counters, me, threads, 2 * step)
+
+    slots, seen = np.zeros(2, np.int64), np.zeros((2, 3000), np.int64)
+    counters = np.zeros(2 * STRIDE, np.int64)
+    numba_cpu.run_group(exchange, 2, slots, seen, counters)
+    np.testing.assert_array_equal(seen, np.tile(np.arange(1, 3001), (2, 1)))
+
+
 def test_blocked_csr_holds_w_padded_to_groups(rng):
     from seqbench.models.esn import blocked_csr
 

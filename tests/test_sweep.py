@@ -299,3 +299,18 @@ def test_retries_are_bounded(tmp_path):
 
 def always_dies(cfg, out):
     os._exit(3)
+
+
+def test_limit_threads_pins_the_numba_backend_pool_too():
+    """A worker's seqbench kernels must not take every core: N workers x all cores would
+    oversubscribe, and the ESN kernels' spin barrier stalls when a partner is descheduled."""
+    code = (
+        "import os\n"
+        "from seqbench.backends import numba_cpu\n"
+        "from seqbench.sweep import limit_threads\n"
+        "numba_cpu.set_num_threads(2)\n"
+        "limit_threads(1)\n"
+        "print(numba_cpu.get_num_threads(), os.environ['SEQBENCH_THREADS'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1"]
