@@ -110,6 +110,12 @@ def _input_row_biased(x_proj, xrec, b_ih, t, b):
 
 
 @njit(**_JIT)
+def copy_into(a, out):  # out[:] = a, as a loop: numba's slice assignment costs ~0.4 us a call
+    for j in range(out.shape[0]):
+        out[j] = a[j]
+
+
+@njit(**_JIT)
 def add_into(a, out):  # out += a
     for j in range(out.shape[0]):
         out[j] += a[j]
@@ -120,7 +126,8 @@ def _vecmat1(x, w, o, acc):  # o (+)= x @ w; x: (K,), w: (K, N), o: (N,)
     K = x.shape[0]
     N = o.shape[0]
     if not acc:
-        o[:] = 0
+        for n in range(N):
+            o[n] = 0
     k = 0
     while k + 4 <= K:
         x0, x1, x2, x3 = x[k], x[k + 1], x[k + 2], x[k + 3]
@@ -141,10 +148,9 @@ def _vecmat4(x, y, u, v, w, o, p, q, r, acc):  # four rows at once: each load of
     K = x.shape[0]
     N = o.shape[0]
     if not acc:
-        o[:] = 0
-        p[:] = 0
-        q[:] = 0
-        r[:] = 0
+        for out in (o, p, q, r):
+            for n in range(N):
+                out[n] = 0
     k = 0
     while k + 4 <= K:
         x0, x1, x2, x3 = x[k], x[k + 1], x[k + 2], x[k + 3]

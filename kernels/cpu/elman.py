@@ -25,7 +25,15 @@ from numba import njit
 
 from .. import config
 from .._math import drelu_kernel, dtanh_kernel, relu_kernel, tanh_kernel
-from ._common import accumulate, finish_norms, input_row, input_step, rows_matmul, use_blas
+from ._common import (
+    accumulate,
+    copy_into,
+    finish_norms,
+    input_row,
+    input_step,
+    rows_matmul,
+    use_blas,
+)
 
 _JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL, "nogil": True}
 
@@ -54,7 +62,7 @@ def elman_forward_rows(x_proj, x, w_ih_t, w_hh_t, bias, h0, use_relu, h_seq, y, 
             xp = input_row(x_proj, t, b)
             _forward_row(xp, rec[b], bias, use_relu, h_seq[t, b])
             if y is not None:
-                y[b, t] = h_seq[t, b]
+                copy_into(h_seq[t, b], y[b, t])
 
 
 @njit(**_JIT)

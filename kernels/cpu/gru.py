@@ -31,6 +31,7 @@ from .._math import dsigmoid_kernel, dtanh_kernel, sigmoid_kernel, tanh_kernel
 from ._common import (
     accumulate,
     add_into,
+    copy_into,
     finish_norms,
     input_row_biased,
     input_step,
@@ -71,7 +72,7 @@ def gru_forward_rows(
             xp = input_row_biased(x_proj, xrec, b_ih, t, b)
             _forward_row(xp, rec[b], b_hh, h_prev[b], gates[t, b], h_seq[t, b], H)
             if y is not None:
-                y[b, t] = h_seq[t, b]
+                copy_into(h_seq[t, b], y[b, t])
 
 
 @njit(**_JIT)

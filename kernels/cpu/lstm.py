@@ -29,7 +29,15 @@ from numba import njit
 
 from .. import config
 from .._math import dsigmoid_kernel, dtanh_kernel, sigmoid_kernel, tanh_kernel
-from ._common import accumulate, finish_norms, input_row, input_step, rows_matmul, use_blas
+from ._common import (
+    accumulate,
+    copy_into,
+    finish_norms,
+    input_row,
+    input_step,
+    rows_matmul,
+    use_blas,
+)
 
 _JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL, "nogil": True}
 
@@ -65,7 +73,7 @@ def lstm_forward_rows(
             xp = input_row(x_proj, t, b)
             _forward_row(xp, rec[b], bias, c_prev[b], gates[t, b], c_seq[t, b], h_seq[t, b], H)
             if y is not None:
-                y[b, t] = h_seq[t, b]
+                copy_into(h_seq[t, b], y[b, t])
 
 
 @njit(**_JIT)
