@@ -63,11 +63,13 @@ def test_feedback_teacher_forcing_and_free_run_match_reference(sparse, B, rng):
     np.testing.assert_allclose(oa, sa @ w_out.T + b_out, rtol=0, atol=1e-12)
 
 
-def test_autoregressive_free_run_matches_reference(rng):
+@pytest.mark.parametrize("B", [2, 9])  # 9: the chunked kernel, with no input but the output
+def test_autoregressive_free_run_matches_reference(B, rng):
     fast, ref = build_esn(1, N_SMALL, seed=1), build_esn(1, N_SMALL, seed=1, backend="numpy")
     w_out, b_out = 0.05 * rng.standard_normal((1, N_SMALL)), np.array([0.1])
-    oa = fast.generate(12, w_out, b_out, y0=np.full((2, 1), 0.3))[1]
-    ob = ref.generate(12, w_out, b_out, y0=np.full((2, 1), 0.3))[1]
+    y0 = rng.uniform(-0.5, 0.5, (B, 1))
+    oa = fast.generate(12, w_out, b_out, y0=y0)[1]
+    ob = ref.generate(12, w_out, b_out, y0=y0)[1]
     np.testing.assert_allclose(oa, ob, rtol=0, atol=1e-12)
 
 
