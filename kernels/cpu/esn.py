@@ -29,7 +29,8 @@ the time loop when it is small (``input_at``):
   split over the threads, which meet at a spin barrier (_sync.barrier, ~1 us) once a step.
   A step is bound by its 100k indexed loads x[j] (N = 1000, 10%): a gather loop LLVM
   vectorises, ~0.4 ns a nonzero per thread, uint32 indices zero-extended without wrap-around
-  checks; padding rows to whole vectors or 512-bit vectors did not help (measured).
+  checks; padding rows to whole vectors or 512-bit vectors did not help, and dense 8x1 row
+  blocks (no gathers, but 5.7x the weights to stream) ran 4x slower (measured).
 - ``esn_forward_chunks``, more series: sparse x dense in chunks of 16 series, each thread
   its own chunks through all T steps. The chunk's state lives unit-major, (N + 1, 16), so
   each nonzero W_ij is loaded once and multiplies 16 contiguous x_j values; W is cut into
