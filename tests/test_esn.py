@@ -96,10 +96,21 @@ def test_threaded_sparse_kernels_match_reference(B, two_threads, rng):
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
     w_out, b_out = 0.05 * rng.standard_normal((1, 300)), rng.standard_normal(1)
     y0 = rng.uniform(-1, 1, (B, 1))
-    sa, oa, _ = fast.generate(9, w_out, b_out, x=x[:, :9], h0=a[:, -1], y0=y0)
-    sb, ob, _ = ref.generate(9, w_out, b_out, x=x[:, :9], h0=a[:, -1], y0=y0)
+    sa, oa, _ = fast.generate(10, w_out, b_out, x=x[:, :10], h0=a[:, -1], y0=y0)
+    sb, ob, _ = ref.generate(10, w_out, b_out, x=x[:, :10], h0=a[:, -1], y0=y0)
     np.testing.assert_allclose(sa, sb, rtol=0, atol=1e-12)
     np.testing.assert_allclose(oa, ob, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("B", [1, 9])
+def test_threaded_sparse_kernels_take_a_large_input_projected(B, two_threads, rng):
+    from seqbench.kernels import config
+
+    I = config.FUSE_INPUT_MAX + 8  # projected by one GEMM, states written over it in place
+    kw = {"seed": 6, "connectivity": 0.1, "leak": 0.8}
+    fast, ref = build_esn(I, 300, **kw), build_esn(I, 300, backend="numpy", **kw)
+    x = rng.uniform(-1, 1, (B, 10, I))
+    np.testing.assert_allclose(fast.forward(x)[0], ref.forward(x)[0], rtol=0, atol=1e-12)
 
 
 def test_spin_barrier_orders_every_step_across_threads(two_threads):

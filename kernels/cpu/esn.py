@@ -363,9 +363,12 @@ def esn_forward_rows(
     pre = np.empty(hi - lo, dtype=x0.dtype)
     y = np.empty(O, dtype=x0.dtype)
     generation = 0
+    cur = 0
     for b in range(B):
-        cur = 0
-        x_buf[0, lo:hi] = x0[b, lo:hi]
+        # the previous series' last state (x_buf[cur]) may still be read by another thread's
+        # readout, so the new series starts in the other buffer, read by nobody now
+        cur = 1 - cur
+        x_buf[cur, lo:hi] = x0[b, lo:hi]
         y[:] = y0[b]
         generation += 1
         barrier(counters, me, threads, generation)
