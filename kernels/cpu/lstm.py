@@ -29,6 +29,7 @@ from numba import njit
 
 from .. import config
 from .._math import dsigmoid_kernel, dtanh_kernel, sigmoid_kernel, tanh_kernel
+from ._simd import wide_vectors
 from ._common import (
     accumulate,
     copy_into,
@@ -79,6 +80,7 @@ def lstm_forward_rows(
 @njit(**_JIT)
 def _forward_row(xp, z, bias, c_prev, g, c, h, H):
     """One row of one step: z (4H,) holds the recurrent (and fused input) product."""
+    wide_vectors()
     if xp is None:
         for j in range(4 * H):
             z[j] += bias[j]
