@@ -31,11 +31,12 @@ ERROR_MODEL = "numpy"
 THREADS = int(os.environ.get("SEQBENCH_THREADS", "0"))
 
 # The recurrent product of a block of rows, rows x K @ K x N, goes to BLAS (one np.dot per
-# step, BLAS held to one thread) when rows * K * N >= this; below it a register-blocked loop
-# does it (no call overhead; 4 rows x 4 k per pass over W). Measured on one thread
-# (AVX-512 OpenBLAS vs numba's 256-bit loops): 16 x 128 @ 128 x 512 per step, loop 27-33 us vs
-# BLAS 33-35 us; 32 x 128 @ 128 x 512, 53-77 vs 47-50 us; 64 x 512 @ 512 x 2048, 4.4 vs 1.5 ms.
-BLAS_MIN_MACS = int(os.environ.get("SEQBENCH_BLAS_MIN_MACS", str(1 << 22)))
+# step, BLAS held to one thread) when rows * K * N >= this; below it the register-tiled matmul
+# of kernels/cpu/_simd.py does it (no call overhead). Measured on one thread (Emerald Rapids,
+# float32, AVX-512 OpenBLAS 0.3.30), tiles vs BLAS: 16 x 128 @ 128 x 512, 15-21 vs 33-35 us;
+# 64 x 512 @ 512 x 2048, 1.3-2.2 vs 1.4-2.3 ms (even, within this machine's noise). So the
+# tiles run every size by default; the threshold stays for CPUs where BLAS is far ahead.
+BLAS_MIN_MACS = int(os.environ.get("SEQBENCH_BLAS_MIN_MACS", str(1 << 40)))
 
 # An input of at most this many features is projected inside the recurrence, step by step
 # (x_t W_ih^T added to the recurrent product), instead of by one GEMM before it: no
@@ -43,13 +44,14 @@ BLAS_MIN_MACS = int(os.environ.get("SEQBENCH_BLAS_MIN_MACS", str(1 << 22)))
 FUSE_INPUT_MAX = int(os.environ.get("SEQBENCH_FUSE_INPUT_MAX", "32"))
 
 # A per-step product of the whole batch, B x K @ K x N, at least this big runs as one block
-# with one BLAS call per step on BLAS's own threads (W packed once per step for all rows,
-# instead of once per thread).
-BLAS_THREADED_MACS = int(os.environ.get("SEQBENCH_BLAS_THREADED_MACS", str(1 << 24)))
+# with one BLAS call per step on BLAS's own threads instead of one block of rows per thread.
+# Off by default: at (128, 100, 64, 512) float32 on 2 threads, LSTM forward took 374 ms that
+# way against 278-287 ms in two blocks (which also split the gate math between the threads).
+BLAS_THREADED_MACS = int(os.environ.get("SEQBENCH_BLAS_THREADED_MACS", str(1 << 40)))
 
 # numba's disk cache keys on a kernel's own source file, not on the values above: a process
 # that changes a compile-time one through the environment compiles afresh, caching nothing.
-_COMPILE_TIME_DEFAULTS = {"SEQBENCH_EXACT_ACTIVATIONS": "0", "SEQBENCH_BLAS_MIN_MACS": str(1 << 22)}
+_COMPILE_TIME_DEFAULTS = {"SEQBENCH_EXACT_ACTIVATIONS": "0", "SEQBENCH_BLAS_MIN_MACS": str(1 << 40)}
 CACHE = CACHE and all(os.environ.get(k, v) == v for k, v in _COMPILE_TIME_DEFAULTS.items())
 
 # CUDA launch geometry; tests shrink it so that tiny shapes still span several blocks.

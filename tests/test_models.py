@@ -199,3 +199,22 @@ def test_register_tiles_match_reference(case, dtype, rng):
     tol = 1e-12 if dtype == "float64" else 1e-5
     for a, b in [(y, y_ref), *((g[k], g_ref[k]) for k in g_ref), (g.dh_norms, g_ref.dh_norms)]:
         assert np.max(np.abs(a - b)) <= tol * max(1.0, float(np.max(np.abs(b))))
+
+
+@pytest.mark.parametrize("threaded", [False, True], ids=["blas-per-block", "blas-threads"])
+@pytest.mark.parametrize("case", CELL_CASES, ids=case_id)
+def test_blas_recurrence_paths_match_reference(case, threaded, rng, monkeypatch):
+    """The per-step BLAS product (off by default, chosen per call from the config)."""
+    from seqbench.kernels import config
+
+    monkeypatch.setattr(config, "BLAS_MIN_MACS", 0)
+    monkeypatch.setattr(config, "BLAS_THREADED_MACS", 0 if threaded else 1 << 40)
+    ref, fast = (_model(case, b, "float64", I=3, H=6) for b in ("numpy", "numba"))
+    x = rng.standard_normal((9, 4, 3))
+    y_ref, tape_ref = ref.forward(x)
+    dy = rng.standard_normal(y_ref.shape)
+    g_ref = ref.backward(tape_ref, dy)
+    y, tape = fast.forward(x)
+    g = fast.backward(tape, dy)
+    for a, b in [(y, y_ref), *((g[k], g_ref[k]) for k in g_ref)]:
+        assert np.max(np.abs(a - b)) <= 1e-12 * max(1.0, float(np.max(np.abs(b))))

@@ -8,17 +8,19 @@ pays for numba.
 Threads. The recurrence runs on ``get_num_threads()`` threads: the batch is cut into blocks
 of rows and each thread runs one block through all T steps (``<cell>_forward_rows`` and
 ``<cell>_backward_rows``, which release the GIL), so threads never wait for each other inside
-the time loop. While the blocks run, BLAS (called per step for large products) is held to
-one thread: two thread pools taking turns inside a time loop ran ~20x slower (DESIGN.md
-section 6). A per-step product of at least ``config.BLAS_THREADED_MACS`` multiply-adds runs
-as a single block instead, on BLAS's own threads.
+the time loop. The per-step product runs as register tiles inside the kernel
+(kernels/cpu/_simd.py), or, above ``config.BLAS_MIN_MACS`` multiply-adds per block, as one
+BLAS call per step with BLAS held to one thread: two thread pools taking turns inside a time
+loop ran ~20x slower (DESIGN.md section 6). A per-step product of at least
+``config.BLAS_THREADED_MACS`` runs as a single block instead, on BLAS's own threads. Both
+thresholds are off by default (measured in kernels/config.py).
 
-The GEMMs here go through numpy's BLAS. numba's ``np.dot`` calls scipy's, and the numpy and
-scipy wheels each bring an OpenBLAS with its own threads: alternating the two ran the big
-LSTM's per-step products 2.5x slower (idle threads spin after each call), but scipy's build
-(0.3.30) ran this backend's GEMMs 3-13x slower than numpy's (0.3.31), e.g. (3200 x 512)^T
-(3200 x 128) 6.8 ms vs 2.3 ms, so numpy's does these and kernels call BLAS only for big
-per-step products (config.BLAS_MIN_MACS).
+The time-independent GEMMs go through numpy's BLAS, held to one thread, with the rows of the
+product split over seqbench's threads (``_gemm``): an OpenBLAS thread spins for ~0.1 s after
+each call, taking a core from the kernels that follow. numba's ``np.dot`` calls scipy's BLAS,
+and the numpy and scipy wheels each bring an OpenBLAS: scipy's build (0.3.30) ran these GEMMs
+3-13x slower than numpy's (0.3.31), e.g. (3200 x 512)^T (3200 x 128) 6.8 ms vs 2.3 ms, so
+numpy's does them.
 """
 
 from __future__ import annotations
