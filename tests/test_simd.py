@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from seqbench.kernels.cpu._simd import KC, VECTOR_BYTES, tile_matmul
 
 

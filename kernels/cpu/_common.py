@@ -11,9 +11,9 @@ no x_proj round trip through memory for a small input), write a batch-first copy
 output, read dL/dy batch-first and sum the bias gradient, which saves the backend four
 passes over (T, B, .) arrays.
 
-The recurrent product of a block is a register-tiled matmul (_simd.py: 8 rows x 2 vectors of
-accumulators held in registers, no call overhead) or, when ``blas``, one BLAS call per step (then BLAS must run on the calling
-thread only, which numba_cpu arranges).
+The recurrent product of a block is a register-tiled matmul (_simd.py: 8 rows x 2 vectors
+of accumulators held in registers, no call overhead) or, when ``blas``, one BLAS call per
+step (then BLAS must run on the calling thread only, which numba_cpu arranges).
 """
 
 import numpy as np

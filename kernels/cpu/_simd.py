@@ -121,9 +121,7 @@ def _make_tile(R, V):
             ]
             arows = [builder.gep(A.data, [builder.mul(row, lda)]) for row in rows]
             zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * L)
-            init = [
-                builder.select(accumulate, builder.load(p, align=width), zero) for p in optrs
-            ]
+            init = [builder.select(accumulate, builder.load(p, align=width), zero) for p in optrs]
             pre = builder.basic_block
             loop = builder.append_basic_block("tile.k")
             done = builder.append_basic_block("tile.done")

@@ -29,7 +29,6 @@ from numba import njit
 
 from .. import config
 from .._math import dsigmoid_kernel, dtanh_kernel, sigmoid_kernel, tanh_kernel
-from ._simd import wide_vectors
 from ._common import (
     accumulate,
     copy_into,
@@ -39,6 +38,7 @@ from ._common import (
     rows_matmul,
     use_blas,
 )
+from ._simd import wide_vectors
 
 _JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL, "nogil": True}
 

@@ -175,7 +175,7 @@ def _gemm(a, b, trans_a=False, trans_b=False):
     edges = [i * M // n for i in range(n + 1)]
     parts = list(zip(edges[:-1], edges[1:], strict=True))
     with _serial_blas():
-        run_parallel([lambda lo=lo, hi=hi: np.matmul(a[lo:hi], b, out=out[lo:hi]) for lo, hi in parts])
+        run_parallel([lambda i=i, j=j: np.matmul(a[i:j], b, out=out[i:j]) for i, j in parts])
     return out
 
 
