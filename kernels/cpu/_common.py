@@ -44,7 +44,16 @@ def rows_matmul(a, w, out, lo, hi, blas):
 @njit(**_JIT)
 def rows_matmul_bt(a, t, w, out, lo, hi, acc):
     """out[lo:hi] (+)= a[lo:hi, t] @ w, rows of a batch-first a: (B, T, K); w: (K, N)."""
-    tile_matmul(a[:, t], w, out, lo, hi, acc)
+    if a.shape[2] > 4:
+        tile_matmul(a[:, t], w, out, lo, hi, acc)
+        return
+    for b in range(lo, hi):  # a few input features: axpy rows, no tile set-up
+        o = out[b]
+        if not acc:
+            for n in range(o.shape[0]):
+                o[n] = 0
+        for k in range(a.shape[2]):
+            add_scaled(a[b, t, k], w[k], o)
 
 
 # ---- the input of a step: hoisted (x_proj given) or fused (x_proj None, raw x and W_ih^T).
@@ -97,6 +106,12 @@ def _input_row_biased(x_proj, xrec, b_ih, t, b):
 def copy_into(a, out):  # out[:] = a, as a loop: numba's slice assignment costs ~0.4 us a call
     for j in range(out.shape[0]):
         out[j] = a[j]
+
+
+@njit(**_JIT)
+def add_scaled(s, a, out):  # out += s * a
+    for j in range(out.shape[0]):
+        out[j] += s * a[j]
 
 
 @njit(**_JIT)

@@ -174,7 +174,7 @@ def _make_tile(R, V):
 # measured at both float32 and float64). Leftover rows run 1 row x 4 vectors: four independent
 # accumulator chains hide the FMA latency that a 1 x 1 tile would wait on.
 _T82, _T81 = _make_tile(8, 2), _make_tile(8, 1)
-_T14, _T11 = _make_tile(1, 4), _make_tile(1, 1)
+_T18, _T14, _T11 = _make_tile(1, 8), _make_tile(1, 4), _make_tile(1, 1)
 
 
 @njit(**_JIT)
@@ -215,7 +215,10 @@ def _row(a, w, out, r, k0, k1, add):
     L = _lanes_of(a)
     N = out.shape[1]
     n = 0
-    while n + 4 * L <= N:
+    while n + 8 * L <= N:
+        _T18(a, w, out, r, n, k0, k1, add)
+        n += 8 * L
+    if n + 4 * L <= N:
         _T14(a, w, out, r, n, k0, k1, add)
         n += 4 * L
     while n + L <= N:
