@@ -171,8 +171,9 @@ def _make_tile(R, V):
 
 
 # Full tiles: 8 rows x 2 vectors (16 accumulators; the fastest of 4x4, 6x4, 8x2, 2x8, 12x2
-# measured at both float32 and float64). Leftover rows run 1 row x 4 vectors: four independent
-# accumulator chains hide the FMA latency that a 1 x 1 tile would wait on.
+# measured at both float32 and float64). Leftover rows run 1 row x 8 vectors: eight independent
+# accumulator chains hide the FMA latency a narrower tile waits on (B=1, 64 x 256 product:
+# 0.85 us against 1.5 us with 1 x 4 tiles; 1 x 16 was no faster).
 _T82, _T81 = _make_tile(8, 2), _make_tile(8, 1)
 _T18, _T14, _T11 = _make_tile(1, 8), _make_tile(1, 4), _make_tile(1, 1)
 

@@ -34,6 +34,7 @@ from ._common import (
     rows_matmul,
     use_blas,
 )
+from ._simd import wide_vectors
 
 _JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL, "nogil": True}
 
@@ -68,6 +69,7 @@ def elman_forward_rows(x_proj, x, w_ih_t, w_hh_t, bias, h0, use_relu, h_seq, y, 
 @njit(**_JIT)
 def _forward_row(xp, z, bias, use_relu, h):
     """One row of one step: z (H,) holds the recurrent (and fused input) product."""
+    wide_vectors()
     if xp is not None:
         for j in range(h.shape[0]):
             z[j] += xp[j]
@@ -111,6 +113,7 @@ def elman_backward_rows(dh_out, dout_bt, h_seq, w_hh, use_relu, dpre, dh, norms,
 @njit(**_JIT)
 def _backward_row(dh, dh_out, h, use_relu, d):
     """d = dL/dh_t * act'(.) for one row; returns ||dL/dh_t||."""
+    wide_vectors()
     sq = dh.dtype.type(0.0)
     if use_relu:
         for j in range(h.shape[0]):

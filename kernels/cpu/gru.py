@@ -38,6 +38,7 @@ from ._common import (
     rows_matmul,
     use_blas,
 )
+from ._simd import wide_vectors
 
 _JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL, "nogil": True}
 
@@ -77,6 +78,7 @@ def gru_forward_rows(
 
 @njit(**_JIT)
 def _forward_row(xp, rec, b_hh, h_prev, g, h, H):
+    wide_vectors()
     one = h.dtype.type(1.0)
     for j in range(2 * H):  # r, z
         g[j] = sigmoid_kernel(xp[j] + rec[j] + b_hh[j])
@@ -137,6 +139,7 @@ def gru_backward_rows(
 @njit(**_JIT)
 def _backward_row(dh, dh_out, g, h_prev, dx, dhp, direct, H):
     """dx_proj and dh_proj rows from dL/dh_t; direct = the skip term; returns ||dL/dh_t||."""
+    wide_vectors()
     one = dh.dtype.type(1.0)
     r, z, gn, hn = g[:H], g[H : 2 * H], g[2 * H : 3 * H], g[3 * H :]
     dr, dz, dn = dx[:H], dx[H : 2 * H], dx[2 * H :]

@@ -154,6 +154,7 @@ def _backward_row(dh, dh_out, dc, g, c, c_prev, d, H):
     Returns ||dL/dh_t||. Each loop touches few arrays so that LLVM vectorises it (its runtime
     alias checks grow with the product of written and read arrays).
     """
+    wide_vectors()
     gi, gf, gg, go = g[:H], g[H : 2 * H], g[2 * H : 3 * H], g[3 * H :]
     di, df, dg, do = d[:H], d[H : 2 * H], d[2 * H : 3 * H], d[3 * H :]
     sq = dh.dtype.type(0.0)
