@@ -1,8 +1,8 @@
 """Register-tiled matmul for the recurrent product, written as explicit vector IR.
 
 LLVM's loop vectoriser only vectorises the innermost loop, so a plain loop nest keeps its
-accumulators in memory: every multiply-add of ``_common._vecmat4`` loads and stores its output
-row (store-bound, ~26-36 GFMA/s on one core here). The tile below keeps an R x V block of
+accumulators in memory: every multiply-add of the 4-row loop this replaced loaded and stored
+its output row (store-bound, ~26-36 GFMA/s on one core here). The tile below keeps an R x V block of
 output vectors in registers for a whole run of k, loading V vectors of W and broadcasting R
 scalars of ``a`` per k (the BLAS micro-kernel pattern), and emits 512-bit vectors where the
 CPU has AVX-512: LLVM's tuning for recent Xeons prefers 256-bit vectors unless a function

@@ -83,15 +83,15 @@ def _blas_controller():
 
 def _blocks(B, K, N):
     """Row blocks [(lo, hi), ...] and the BLAS choice for a recurrence whose per-step product
-    is (B x K) @ (K x N). Block edges fall on multiples of 4 rows (the register block) when
-    every thread gets at least 4."""
+    is (B x K) @ (K x N). Block edges fall on multiples of 8 rows (the register tile's height,
+    kernels/cpu/_simd.py) when every thread gets at least 8."""
     from seqbench.kernels import config
     from seqbench.kernels.cpu._common import use_blas
 
     n = min(get_num_threads(), B)
     if n == 1 or B * K * N >= config.BLAS_THREADED_MACS:
         return [(0, B)], use_blas.py_func(B, K, N)
-    q = 4 if B >= 4 * n else 1
+    q = 8 if B >= 8 * n else 1
     edges = sorted({0, B, *(min(B, (i * B // n + q - 1) // q * q) for i in range(1, n))})
     blocks = list(zip(edges[:-1], edges[1:], strict=True))
     rows = max(hi - lo for lo, hi in blocks)
