@@ -167,30 +167,11 @@ def test_lstm_forget_bias_and_seeding():
     assert not np.array_equal(a.params["weight_hh_l0"], c.params["weight_hh_l0"])
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("case", CELL_CASES, ids=case_id)
-def test_wide_input_path_matches_reference(case, dtype, rng):
-    """I above the fused-input limit: the input projection runs as one hoisted GEMM."""
-    ref, fast = (_model(case, b, dtype, 2, True, I=40) for b in ("numpy", "numba"))
-    x = rng.standard_normal((3, 5, 40))
-    y_ref, tape_ref = ref.forward(x)
-    dy = rng.standard_normal(y_ref.shape)
-    g_ref = ref.backward(tape_ref, dy)
-    y, tape = fast.forward(x)
-    g = fast.backward(tape, dy)
-    tol = 1e-12 if dtype == "float64" else 1e-5
-    for a, b in [(y, y_ref), *((g[k], g_ref[k]) for k in g_ref), (g.dh_norms, g_ref.dh_norms)]:
-        assert np.max(np.abs(a - b)) <= tol * max(1.0, float(np.max(np.abs(b))))
-
-
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("case", CELL_CASES, ids=case_id)
-def test_register_tiles_match_reference(case, dtype, rng):
-    """Shapes that run every part of the tiled recurrent product (kernels/cpu/_simd.py):
-    full 8-row tiles and leftover rows, whole vectors and a ragged column tail."""
-    ref, fast = (_model(case, b, dtype, I=3, H=21) for b in ("numpy", "numba"))
-    x = rng.standard_normal((19, 4, 3))
-    h0 = _random_state(ref, rng, 19)
+def _check_against_reference(case, dtype, rng, B, T, I, H, **stack):
+    """Forward and backward of the numba model equal the NumPy reference's."""
+    ref, fast = (_model(case, b, dtype, I=I, H=H, **stack) for b in ("numpy", "numba"))
+    x = rng.standard_normal((B, T, I))
+    h0 = _random_state(ref, rng, B)
     y_ref, tape_ref = ref.forward(x, h0)
     dy = rng.standard_normal(y_ref.shape)
     g_ref = ref.backward(tape_ref, dy)
@@ -201,6 +182,21 @@ def test_register_tiles_match_reference(case, dtype, rng):
         assert np.max(np.abs(a - b)) <= tol * max(1.0, float(np.max(np.abs(b))))
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", CELL_CASES, ids=case_id)
+def test_wide_input_path_matches_reference(case, dtype, rng):
+    """I above the fused-input limit: the input projection runs as one hoisted GEMM."""
+    _check_against_reference(case, dtype, rng, 3, 5, 40, 5, layers=2, bi=True)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", CELL_CASES, ids=case_id)
+def test_register_tiles_match_reference(case, dtype, rng):
+    """Shapes that run every part of the tiled recurrent product (kernels/cpu/_simd.py):
+    full 8-row tiles and leftover rows, whole vectors and a ragged column tail."""
+    _check_against_reference(case, dtype, rng, 19, 4, 3, 21)
+
+
 @pytest.mark.parametrize("threaded", [False, True], ids=["blas-per-block", "blas-threads"])
 @pytest.mark.parametrize("case", CELL_CASES, ids=case_id)
 def test_blas_recurrence_paths_match_reference(case, threaded, rng, monkeypatch):
@@ -209,12 +205,4 @@ def test_blas_recurrence_paths_match_reference(case, threaded, rng, monkeypatch)
 
     monkeypatch.setattr(config, "BLAS_MIN_MACS", 0)
     monkeypatch.setattr(config, "BLAS_THREADED_MACS", 0 if threaded else 1 << 40)
-    ref, fast = (_model(case, b, "float64", I=3, H=6) for b in ("numpy", "numba"))
-    x = rng.standard_normal((9, 4, 3))
-    y_ref, tape_ref = ref.forward(x)
-    dy = rng.standard_normal(y_ref.shape)
-    g_ref = ref.backward(tape_ref, dy)
-    y, tape = fast.forward(x)
-    g = fast.backward(tape, dy)
-    for a, b in [(y, y_ref), *((g[k], g_ref[k]) for k in g_ref)]:
-        assert np.max(np.abs(a - b)) <= 1e-12 * max(1.0, float(np.max(np.abs(b))))
+    _check_against_reference(case, "float64", rng, 9, 4, 3, 6)
