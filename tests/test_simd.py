@@ -60,3 +60,66 @@ def test_tile_matmul_rejects_non_contiguous_weights(rng):
     w = rng.standard_normal((6, 8))
     with pytest.raises(Exception, match="(?i)typing|No implementation"):
         tile_matmul(np.ones((2, 8)), w.T, np.zeros((2, 6)), 0, 2, False)
+
+
+_ROWS = {}
+
+
+def _sparse_rows(width, group):
+    """A compiled loop over rows of make_sparse_row(width, group), one per shape, reused."""
+    if (width, group) not in _ROWS:
+        from numba import njit
+        from seqbench.kernels.cpu._simd import make_sparse_row
+
+        row = make_sparse_row(width, group)
+
+        @njit
+        def rows(x, idx, dat, out, ptr):
+            for i in range(ptr.size - 1):
+                row(x, idx, dat, out, i, ptr[i], ptr[i + 1])
+
+        _ROWS[width, group] = rows
+    return _ROWS[width, group]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("width,group", [(16, 4), (8, 2)])
+def test_sparse_row_matches_numpy(dtype, width, group, rng):
+    """out[i] += sum of dat[k] x[idx[k]] over row i's nonzeros; rows of 0, 1 and several
+    groups, repeated columns, and an output that already holds values."""
+    tol = 1e-13 if dtype == "float64" else 2e-6
+    rows, cols = 7, 11
+    lengths = np.array([0, group, 3 * group, group, 0, 5 * group, 2 * group])
+    ptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.intp)
+    idx = rng.integers(0, cols, ptr[-1]).astype(np.uint32)
+    dat = rng.standard_normal(ptr[-1]).astype(dtype)
+    x = rng.standard_normal((cols, width)).astype(dtype)
+    out0 = rng.standard_normal((rows, width)).astype(dtype)
+    out = out0.copy()
+    _sparse_rows(width, group)(x, idx, dat, out, ptr)
+    want = out0.astype(np.float64)
+    for i in range(rows):
+        for k in range(ptr[i], ptr[i + 1]):
+            want[i] += float(dat[k]) * x[idx[k]].astype(np.float64)
+    np.testing.assert_allclose(out, want, rtol=0, atol=tol * 10)
+    assert out.dtype == np.dtype(dtype)
+
+
+def test_chunk_state_starts_on_a_cache_line():
+    from numba import njit
+    from seqbench.kernels.cpu.esn import _zeros_aligned
+
+    @njit
+    def addresses(rows, cols, like):
+        out = np.empty((8, 3), np.intp)
+        for n in range(8):  # several allocations: numba's own alignment is 32 bytes
+            a = _zeros_aligned(rows + n, cols, like.dtype)
+            out[n, 0] = a.ctypes.data & 63  # offset within a cache line
+            out[n, 1] = a.shape[0] * a.shape[1]
+            out[n, 2] = np.count_nonzero(a)
+        return out
+
+    got = addresses(5, 16, np.zeros(1))
+    assert np.all(got[:, 0] == 0)
+    np.testing.assert_array_equal(got[:, 1], 16 * (5 + np.arange(8)))
+    assert np.all(got[:, 2] == 0)

@@ -240,3 +240,100 @@ def tile_matmul(a, w, out, lo, hi, acc):
         _panels8(a, w, out, lo, full, k0, k1, add)
         for r in range(full, hi):
             _row(a, w, out, r, k0, k1, add)
+
+
+def make_sparse_row(width, group):
+    """An intrinsic row(x, idx, dat, out, i, k0, k1) for sparse x dense products:
+
+    out[i, :width] += sum over k in [k0, k1) of dat[k] * x[idx[k], :width]
+
+    x, out: (rows, width) C-contiguous, one float dtype; idx: uint32, dat: the float dtype,
+    both 1-D; k1 - k0 a multiple of ``group``. The ``group`` nonzeros of a pass feed
+    ``group`` separate accumulator sets (summed at the end of the row), so consecutive FMAs
+    never wait on each other's latency; all of it stays in registers for the whole row,
+    which LLVM's vectorisers do not manage for a loop nest (they keep the row in memory)."""
+
+    @intrinsic
+    def row(typingctx, x, idx, dat, out, i, k0, k1):
+        if not all(isinstance(a, types.Array) for a in (x, idx, dat, out)):
+            return None
+        if x.ndim != 2 or out.ndim != 2 or idx.ndim != 1 or dat.ndim != 1:
+            return None
+        if x.dtype not in (types.float32, types.float64) or {dat.dtype, out.dtype} != {x.dtype}:
+            return None
+        if idx.dtype != types.uint32 or x.layout != "C" or out.layout != "C":
+            return None
+        sig = types.void(x, idx, dat, out, types.intp, types.intp, types.intp)
+
+        def codegen(context, builder, signature, args):
+            _widen(builder)
+            dt = signature.args[0].dtype
+            size = dt.bitwidth // 8
+            fty = context.get_value_type(dt)
+            vty = ir.VectorType(fty, width)
+            i64 = ir.IntType(64)
+            X, IDX, DAT, OUT = (
+                context.make_array(ty)(context, builder, v)
+                for ty, v in zip(signature.args[:4], args[:4], strict=True)
+            )
+            i, k0, k1 = args[4:]
+            fma = cgutils.get_or_insert_function(
+                builder.module,
+                ir.FunctionType(vty, [vty, vty, vty]),
+                f"llvm.fma.v{width}f{dt.bitwidth}",
+            )
+            optr = builder.bitcast(
+                builder.gep(OUT.data, [builder.mul(i, ir.Constant(i64, width))]),
+                vty.as_pointer(),
+            )
+            zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * width)
+            init = [builder.load(optr, align=size)] + [zero] * (group - 1)
+            undef = ir.Constant(vty, ir.Undefined)
+            splat = ir.Constant(ir.VectorType(ir.IntType(32), width), [0] * width)
+            pre = builder.basic_block
+            loop = builder.append_basic_block("row.k")
+            done = builder.append_basic_block("row.done")
+            builder.cbranch(builder.icmp_signed("<", k0, k1), loop, done)
+
+            builder.position_at_end(loop)
+            k = builder.phi(i64)
+            k.add_incoming(k0, pre)
+            accs = []
+            for a in init:
+                phi = builder.phi(vty)
+                phi.add_incoming(a, pre)
+                accs.append(phi)
+            new = []
+            for u in range(group):
+                ku = builder.add(k, ir.Constant(i64, u))
+                j = builder.zext(builder.load(builder.gep(IDX.data, [ku])), i64)
+                xrow = builder.gep(X.data, [builder.mul(j, ir.Constant(i64, width))])
+                xv = builder.load(builder.bitcast(xrow, vty.as_pointer()), align=size)
+                w = builder.load(builder.gep(DAT.data, [ku]))
+                w = builder.insert_element(undef, w, ir.Constant(ir.IntType(32), 0))
+                w = builder.shuffle_vector(w, undef, splat)
+                new.append(builder.call(fma, [w, xv, accs[u]]))
+            k_next = builder.add(k, ir.Constant(i64, group))
+            k.add_incoming(k_next, loop)
+            for phi, a in zip(accs, new, strict=True):
+                phi.add_incoming(a, loop)
+            builder.cbranch(builder.icmp_signed("<", k_next, k1), loop, done)
+
+            builder.position_at_end(done)
+            final = []
+            for a, b in zip(init, new, strict=True):  # all phis first, as LLVM requires
+                phi = builder.phi(vty)
+                phi.add_incoming(a, pre)
+                phi.add_incoming(b, loop)
+                final.append(phi)
+            while len(final) > 1:  # pairwise: (a0 + a1) + (a2 + a3)
+                final = [
+                    builder.fadd(final[m], final[m + 1]) if m + 1 < len(final) else final[m]
+                    for m in range(0, len(final), 2)
+                ]
+            builder.store(final[0], optr, align=size)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return row

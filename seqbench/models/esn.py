@@ -451,13 +451,12 @@ class EchoStateNetwork:
             n = min(threads, chunks)
             edges = [min(B, i * chunks // n * kernels.CHUNK) for i in range(n + 1)]
             blocked = self._blocked_csr(kernels.GROUP)
-            with kernels.slp():
-                numba_cpu.run_parallel(
-                    [
-                        partial(kernels.esn_forward_chunks, *inputs, *blocked, *common, lo, hi)
-                        for lo, hi in zip(edges[:-1], edges[1:], strict=True)
-                    ]
-                )
+            numba_cpu.run_parallel(
+                [
+                    partial(kernels.esn_forward_chunks, *inputs, *blocked, *common, lo, hi)
+                    for lo, hi in zip(edges[:-1], edges[1:], strict=True)
+                ]
+            )
             return
         from ..kernels.cpu._sync import STRIDE
 
