@@ -18,6 +18,12 @@ CACHE = os.environ.get("SEQBENCH_NO_CACHE", "0") != "1"
 # kernel's own source file only, not on this flag, so the exact mode never uses the cache.
 FAST_FLOAT32 = os.environ.get("SEQBENCH_EXACT_ACTIVATIONS", "0") != "1"
 
+# SEQBENCH_FAST_FLOAT64=1: float64 gates use the branch-free float64 functions of
+# kernels/_math.py too (errors at libm's level, a few ulp; tested), which vectorise where
+# libm's scalar calls (~15-35 ns each) dominate a float64 step. Off by default: float64 is
+# the precision of gradient checks and reference comparisons, so it stays exact unless asked.
+FAST_FLOAT64 = os.environ.get("SEQBENCH_FAST_FLOAT64", "0") == "1"
+
 # numpy's error model: x / 0 gives inf or NaN (caught by the divergence guard) instead of a
 # raise; Python's model puts a zero test before every division, which stops vectorisation.
 ERROR_MODEL = "numpy"
@@ -51,7 +57,11 @@ BLAS_THREADED_MACS = int(os.environ.get("SEQBENCH_BLAS_THREADED_MACS", str(1 << 
 
 # numba's disk cache keys on a kernel's own source file, not on the values above: a process
 # that changes a compile-time one through the environment compiles afresh, caching nothing.
-_COMPILE_TIME_DEFAULTS = {"SEQBENCH_EXACT_ACTIVATIONS": "0", "SEQBENCH_BLAS_MIN_MACS": str(1 << 40)}
+_COMPILE_TIME_DEFAULTS = {
+    "SEQBENCH_EXACT_ACTIVATIONS": "0",
+    "SEQBENCH_FAST_FLOAT64": "0",
+    "SEQBENCH_BLAS_MIN_MACS": str(1 << 40),
+}
 CACHE = CACHE and all(os.environ.get(k, v) == v for k, v in _COMPILE_TIME_DEFAULTS.items())
 
 # CUDA launch geometry; tests shrink it so that tiny shapes still span several blocks.

@@ -175,7 +175,7 @@ def test_linear_reservoir_is_linear(rng):
 def test_tanh_f64_is_within_four_ulp():
     from numba import njit
     from seqbench.kernels import config
-    from seqbench.kernels.cpu.esn import tanh_f64
+    from seqbench.kernels._math import tanh_f64
 
     @njit(fastmath=config.FASTMATH, error_model="numpy")  # as the kernels compile it
     def apply(z, out):

@@ -258,3 +258,147 @@ def test_training_outcome_matches_exact_activations():
     assert fast["solved"] and exact["solved"], out
     assert abs(fast["solved_step"] - exact["solved_step"]) <= 50, out
     assert abs(fast["final_loss"] - exact["final_loss"]) <= 0.01 * exact["baseline_loss"], out
+
+
+# ---------------------------------------------------------------- float64 approximations
+# (kernels/_math.py, opt-in SEQBENCH_FAST_FLOAT64=1) against long double references
+
+
+def _apply64(fn):
+    @njit(fastmath=config.FASTMATH, error_model=config.ERROR_MODEL)
+    def apply(x, out):
+        for i in range(x.shape[0]):
+            out[i] = fn(x[i])
+
+    def run(x):
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        out = np.empty_like(x)
+        apply(x, out)
+        return out
+
+    return run
+
+
+def _ulps(y, exact):
+    """|y - exact| in units of the last place of exact (a long double)."""
+    spacing = np.spacing(np.abs(exact).astype(np.float64))
+    return np.abs(y.astype(np.longdouble) - exact) / spacing.astype(np.longdouble)
+
+
+def _points64(lo, hi, rng):
+    return np.concatenate(
+        [
+            rng.uniform(lo, hi, 200_000),
+            rng.uniform(-1, 1, 50_000),
+            np.sign(rng.uniform(-1, 1, 50_000)) * 10.0 ** rng.uniform(-300, 0, 50_000),
+            np.linspace(max(lo, -40), min(hi, 40), 20_001),  # the reduction steps (k ln 2)
+            [0.0, -0.0, 0.625, -0.625, 1e-310, -1e-310],
+        ]
+    )
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).nmant < 63, reason="needs 80-bit long double")
+def test_float64_approximations_within_libm_level_ulps(rng):
+    ld = np.longdouble
+    x = _points64(-708.0, 709.0, rng)
+    exp_ulp = _ulps(_apply64(_math.exp_f64)(x), np.exp(x.astype(ld)))
+    assert exp_ulp.max() <= 1.0, exp_ulp.max()
+    x = _points64(-700.0, 700.0, rng)
+    sig_exact = ld(1) / (ld(1) + np.exp(-x.astype(ld)))
+    sig_ulp = _ulps(_apply64(_math.sigmoid_f64)(x), sig_exact)
+    assert sig_ulp.max() <= 2.5, sig_ulp.max()  # the exact formula itself: up to 2.25
+    x = _points64(-25.0, 25.0, rng)
+    tanh_y = _apply64(_math.tanh_f64)(x)
+    tanh_exact = np.tanh(x.astype(ld))
+    assert _ulps(tanh_y, tanh_exact).max() <= 4.0
+    assert np.abs(tanh_y - tanh_exact).max() < 5e-16
+
+
+def test_float64_approximations_limits_and_nan():
+    inf, nan = np.inf, np.nan
+    special = np.array([-inf, inf, nan, -800.0, 800.0, 0.0])
+    e = _apply64(_math.exp_f64)(special)
+    assert (
+        abs(e[1] / np.exp(709.0) - 1) < 3e-16 and e[0] < 1e-307 and np.isnan(e[2]) and e[5] == 1.0
+    )
+    s = _apply64(_math.sigmoid_f64)(special)
+    np.testing.assert_array_equal(s[[0, 1, 3, 4, 5]], [0.0, 1.0, 0.0, 1.0, 0.5])
+    assert np.isnan(s[2])
+    t = _apply64(_math.tanh_f64)(special)
+    np.testing.assert_array_equal(t[[0, 1, 3, 4, 5]], [-1.0, 1.0, -1.0, 1.0, 0.0])
+    assert np.isnan(t[2]) and np.signbit(_apply64(_math.tanh_f64)(np.array([-0.0]))[0])
+
+
+_FAST64_RUN = r"""
+import json, re
+import numpy as np
+import numba
+from numba import njit
+from seqbench.kernels import _math, config
+from seqbench.models import build_model
+
+assert config.FAST_FLOAT64 and not config.CACHE
+
+@njit
+def both(x):
+    return _math.sigmoid_kernel(x), _math.tanh_kernel(x)
+
+LIBM = r"call [^\n]*@(tanh|exp)\("
+xs = np.linspace(-30, 30, 61)
+close = all(
+    abs(s - 1 / (1 + np.exp(-v))) <= 3e-16 and abs(t - np.tanh(v)) <= 5e-16
+    for v in xs
+    for s, t in [both(v)]
+)
+picked = close and not re.search(LIBM, both.inspect_llvm((numba.float64,)))
+rng = np.random.default_rng(0)
+errors = {}
+for cell in ("lstm", "gru", "elman"):
+    kw = dict(num_layers=1, dtype="float64", seed=1)
+    fast, ref = build_model(cell, 3, 21, **kw), build_model(cell, 3, 21, backend="numpy", **kw)
+    x = rng.standard_normal((19, 7, 3))
+    (ya, ta), (yb, tb) = fast.forward(x), ref.forward(x)
+    dy = rng.standard_normal(ya.shape)
+    ga, gb = fast.backward(ta, dy), ref.backward(tb, dy)
+    pairs = [(ya, yb), *((ga[k], gb[k]) for k in gb)]
+    errors[cell] = max(float(np.abs(a - b).max() / max(1.0, np.abs(b).max())) for a, b in pairs)
+from seqbench.kernels.cpu import elman, lstm
+H = 16
+v = lambda n: np.linspace(-1, 1, n)
+calls = [
+    (lstm._forward_row, (None, v(4 * H), v(4 * H), v(H), v(4 * H), v(H), v(H), H)),
+    (elman._forward_row, (None, v(H), v(H), False, v(H))),
+]
+vector = {}
+import numba
+for f, args in calls:
+    f(*args)
+    ir_text = f.inspect_llvm(tuple(numba.typeof(a) for a in args))
+    vector[f.__module__] = bool(re.search(r"<\d+ x double>", ir_text))
+    vector[f.__module__ + " calls libm"] = bool(re.search(LIBM, ir_text))
+print(json.dumps({"picked": bool(picked), "errors": errors, "vector": vector}))
+"""
+
+
+@pytest.mark.slow
+def test_fast_float64_mode_vectorises_and_matches_the_reference():
+    """SEQBENCH_FAST_FLOAT64=1 (compiled afresh in a subprocess, as the flag is read at
+    compile time): the kernels pick the float64 approximations, their gate loops vectorise
+    without libm calls, and forward and backward still equal the NumPy reference (exact
+    functions) to 1e-12 (relative to each array's largest value, as tests/test_models.py
+    checks the exact mode) for LSTM, GRU and Elman."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SEQBENCH_FAST_FLOAT64": "1"}
+    res = subprocess.run(
+        [sys.executable, "-c", _FAST64_RUN], env=env, capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["picked"], out
+    assert all(err < 1e-12 for err in out["errors"].values()), out
+    for mod in ("seqbench.kernels.cpu.lstm", "seqbench.kernels.cpu.elman"):
+        assert out["vector"][mod] and not out["vector"][mod + " calls libm"], out

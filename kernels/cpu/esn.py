@@ -52,50 +52,14 @@ NumPy error model so that float division carries no ZeroDivisionError branch, wh
 block vectorisation.
 """
 
-from math import copysign, floor
-
 import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
 from .. import config
+from .._math import tanh_f64
 from ._simd import make_sparse_row
 from ._sync import barrier
-
-# tanh(z) = z P(z^2) / Q(z^2) for |z| < 0.625: the 8th convergent of Lambert's continued
-# fraction z / (1 + z^2 / (3 + z^2 / (5 + ...))); truncation error < 1e-20 there.
-_P1, _P2, _P3, _P4 = 7.0 / 51.0, 1.0 / 255.0, 2.0 / 69615.0, 1.0 / 34459425.0
-_Q1, _Q2, _Q3, _Q4 = 8.0 / 17.0, 7.0 / 255.0, 4.0 / 9945.0, 1.0 / 765765.0
-# exp(y) = 2^k exp(r), r = y - k ln 2 in [-ln2/2, ln2/2] (Cody-Waite split of ln 2), exp(r)
-# by its Taylor polynomial of degree 13: truncation error < 5e-18 relative.
-_INV_LN2 = 1.4426950408889634
-_LN2_HI = 6.93147180369123816490e-01
-_LN2_LO = 1.90821492927058770002e-10
-_TANH_ONE = 20.0  # tanh(z) rounds to +-1 for |z| > 19.1
-
-
-@njit(inline="always")
-def tanh_f64(z):
-    """tanh in float64 arithmetic, branch-free so that loops over it vectorise."""
-    a = abs(z)
-    a = a if a < _TANH_ONE else _TANH_ONE
-    s = a * a
-    small_num = a * (1.0 + s * (_P1 + s * (_P2 + s * (_P3 + s * _P4))))
-    small_den = 1.0 + s * (_Q1 + s * (_Q2 + s * (_Q3 + s * _Q4)))
-    y = a + a  # tanh(a) = (e^y - 1) / (e^y + 1), no cancellation for a >= 0.625
-    k = floor(y * _INV_LN2 + 0.5)
-    r = (y - k * _LN2_HI) - k * _LN2_LO
-    e = r * (1.0 / 479001600.0 + r * (1.0 / 6227020800.0))
-    e = r * (1.0 / 3628800.0 + r * (1.0 / 39916800.0 + e))
-    e = r * (1.0 / 40320.0 + r * (1.0 / 362880.0 + e))
-    e = r * (1.0 / 720.0 + r * (1.0 / 5040.0 + e))
-    e = r * (1.0 / 24.0 + r * (1.0 / 120.0 + e))
-    e = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + e)))
-    e = e * float(np.int64(1) << np.int64(k))  # 2^k, k in [0, 58]
-    small = a < 0.625
-    num = small_num if small else e - 1.0
-    den = small_den if small else e + 1.0
-    return copysign(num / den, z)
 
 
 @njit(inline="always")
