@@ -33,6 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from . import buffers
+
 
 def _kernels(cell: str):
     return importlib.import_module(f"seqbench.kernels.cpu.{cell}")
@@ -165,7 +167,7 @@ def _gemm(a, b, trans_a=False, trans_b=False):
     """
     a = a.T if trans_a else a
     b = b.T if trans_b else b
-    out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    out = buffers.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
     M = a.shape[0]
     n = min(get_num_threads(), M)
     if n == 1 or M * a.shape[1] * b.shape[1] < _SPLIT_GEMM_MACS:
@@ -186,7 +188,7 @@ def _serial_blas():
 
 
 def _time_major(a):  # (B, T, F) -> C-contiguous (T, B, F)
-    return np.ascontiguousarray(a.transpose(1, 0, 2))
+    return buffers.contiguous(a.transpose(1, 0, 2))
 
 
 def _project(x_tm, w, b=None):  # (T, B, I) @ (G, I)^T [+ (G,)] -> (T, B, G), one GEMM
@@ -262,9 +264,9 @@ def elman_forward(p, x, state0, opts):
     H = p["weight_hh"].shape[0]
     dt = p["weight_hh"].dtype
     x_tm, x_proj, x_in, w_ih_t = _input_side(x, p["weight_ih"])  # b_ih goes in with b_hh
-    h_seq = np.empty((T, B, H), dtype=dt)
-    y = np.empty((B, T, H), dtype=dt)  # batch-first copy for the caller
-    rec = np.empty((B, H), dtype=dt)
+    h_seq = buffers.empty((T, B, H), dtype=dt)
+    y = buffers.empty((B, T, H), dtype=dt)  # batch-first copy for the caller
+    rec = buffers.empty((B, H), dtype=dt)
     relu = opts["nonlinearity"] == "relu"
     w_hh_t = np.ascontiguousarray(p["weight_hh"].T)
     bias = p["bias_hh"] + p["bias_ih"]
@@ -292,7 +294,7 @@ def elman_backward(p, cache, dout, dstate_n):
     k = _kernels("elman")
     x_tm, h0, h_seq, relu = cache
     T, B, H = h_seq.shape
-    dpre = np.empty_like(h_seq)
+    dpre = buffers.empty_like(h_seq)
     dh = dstate_n[0].copy()  # dL/dh_t carried back through time; ends as dL/dh0
     blocks, blas = _blocks(B, H, H)
     part = np.zeros((len(blocks), T), dtype=h_seq.dtype)
@@ -301,7 +303,7 @@ def elman_backward(p, cache, dout, dstate_n):
         k.elman_backward_rows,
         blocks,
         blas,
-        np.ascontiguousarray(dout),
+        buffers.contiguous(dout),
         True,
         h_seq,
         p["weight_hh"],
@@ -328,11 +330,11 @@ def lstm_forward(p, x, state0, opts):
     G, H = p["weight_hh"].shape
     dt = p["weight_hh"].dtype
     x_tm, x_proj, x_in, w_ih_t = _input_side(x, p["weight_ih"])  # b_ih goes in with b_hh
-    gates = np.empty((T, B, G), dtype=dt)
-    c_seq = np.empty((T, B, H), dtype=dt)
-    h_seq = np.empty_like(c_seq)
-    y = np.empty((B, T, H), dtype=dt)
-    rec = np.empty((B, G), dtype=dt)
+    gates = buffers.empty((T, B, G), dtype=dt)
+    c_seq = buffers.empty((T, B, H), dtype=dt)
+    h_seq = buffers.empty_like(c_seq)
+    y = buffers.empty((B, T, H), dtype=dt)
+    rec = buffers.empty((B, G), dtype=dt)
     w_hh_t = np.ascontiguousarray(p["weight_hh"].T)
     bias = p["bias_hh"] + p["bias_ih"]
     blocks, blas = _blocks(B, H, G)
@@ -361,7 +363,7 @@ def lstm_backward(p, cache, dout, dstate_n):
     k = _kernels("lstm")
     x_tm, h0, c0, gates, c_seq, h_seq = cache
     T, B, G = gates.shape
-    dpre = np.empty_like(gates)
+    dpre = buffers.empty_like(gates)
     dh, dc = dstate_n[0].copy(), dstate_n[1].copy()  # carried back; end as dL/dh0, dL/dc0
     blocks, blas = _blocks(B, G, G // 4)
     part = np.zeros((len(blocks), T), dtype=gates.dtype)
@@ -370,7 +372,7 @@ def lstm_backward(p, cache, dout, dstate_n):
         k.lstm_backward_rows,
         blocks,
         blas,
-        np.ascontiguousarray(dout),
+        buffers.contiguous(dout),
         True,
         gates,
         c_seq,
@@ -400,11 +402,11 @@ def gru_forward(p, x, state0, opts):
     dt = p["weight_hh"].dtype
     # b_ih goes with the input: the reset gate multiplies only W_hn h + b_hn
     x_tm, x_proj, x_in, w_ih_t = _input_side(x, p["weight_ih"], p["bias_ih"])
-    gates = np.empty((T, B, 4 * H), dtype=dt)
-    h_seq = np.empty((T, B, H), dtype=dt)
-    y = np.empty((B, T, H), dtype=dt)
-    rec = np.empty((B, G), dtype=dt)
-    xrec = np.empty((B, G), dtype=dt) if x_proj is None else rec
+    gates = buffers.empty((T, B, 4 * H), dtype=dt)
+    h_seq = buffers.empty((T, B, H), dtype=dt)
+    y = buffers.empty((B, T, H), dtype=dt)
+    rec = buffers.empty((B, G), dtype=dt)
+    xrec = buffers.empty((B, G), dtype=dt) if x_proj is None else rec
     w_hh_t = np.ascontiguousarray(p["weight_hh"].T)
     blocks, blas = _blocks(B, H, G)
     _run(
@@ -432,10 +434,10 @@ def gru_backward(p, cache, dout, dstate_n):
     k = _kernels("gru")
     x_tm, h0, gates, h_seq = cache
     T, B, H = h_seq.shape
-    dx_proj = np.empty((T, B, 3 * H), dtype=h_seq.dtype)
-    dh_proj = np.empty_like(dx_proj)
+    dx_proj = buffers.empty((T, B, 3 * H), dtype=h_seq.dtype)
+    dh_proj = buffers.empty_like(dx_proj)
     dh = dstate_n[0].copy()  # dL/dh_t carried back through time; ends as dL/dh0
-    direct = np.empty((B, H), dtype=h_seq.dtype)
+    direct = buffers.empty((B, H), dtype=h_seq.dtype)
     blocks, blas = _blocks(B, 3 * H, H)
     part = np.zeros((len(blocks), T), dtype=h_seq.dtype)
     db_ih, db_hh = np.zeros((len(blocks), 3 * H)), np.zeros((len(blocks), 3 * H))
@@ -443,7 +445,7 @@ def gru_backward(p, cache, dout, dstate_n):
         k.gru_backward_rows,
         blocks,
         blas,
-        np.ascontiguousarray(dout),
+        buffers.contiguous(dout),
         True,
         gates,
         h_seq,
@@ -473,9 +475,9 @@ def jordan_forward(p, x, state0, opts):
     x_proj = _project(x_tm, p["weight_ih"], p["bias_ih"])
     T, B, H = x_proj.shape
     O = y0.shape[1]
-    h_seq = np.empty_like(x_proj)
-    y_seq = np.empty((T, B, O), dtype=x_proj.dtype)
-    rec = np.empty((B, H), dtype=x_proj.dtype)
+    h_seq = buffers.empty_like(x_proj)
+    y_seq = buffers.empty((T, B, O), dtype=x_proj.dtype)
+    rec = buffers.empty((B, H), dtype=x_proj.dtype)
     w_yh_t = np.ascontiguousarray(p["weight_yh"].T)
     w_hy_t = np.ascontiguousarray(p["weight_hy"].T)
     blocks, blas = _blocks(B, O, H)  # both per-step products have O * H terms per row
@@ -501,10 +503,10 @@ def jordan_backward(p, cache, dout, dstate_n):
     x_tm, y0, h_seq, y_seq = cache
     T, B, H = h_seq.shape
     O = y0.shape[1]
-    dy_tot = np.empty_like(y_seq)
-    dpre = np.empty_like(h_seq)
+    dy_tot = buffers.empty_like(y_seq)
+    dpre = buffers.empty_like(h_seq)
     dy = dstate_n[0].copy()  # dL/dy_t carried back through time; ends as dL/dy0
-    dh = np.empty((B, H), dtype=h_seq.dtype)
+    dh = buffers.empty((B, H), dtype=h_seq.dtype)
     blocks, blas = _blocks(B, O, H)
     part = np.zeros((len(blocks), T), dtype=h_seq.dtype)
     _run(

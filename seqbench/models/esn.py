@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sparse_mod
 from scipy.sparse.linalg import ArpackNoConvergence, eigs
 
+from ..backends import buffers
 from ..errors import ConfigError
 from .cells import check_size
 from .recurrent import DTYPES, Tape
@@ -381,7 +382,7 @@ class EchoStateNetwork:
     def _project(self, x, w_in_t) -> np.ndarray:
         """x @ w_in_t + b for every step: one GEMM, batch-first (B, T, N)."""
         B, T, K = x.shape
-        out = np.empty((B * T, self.hidden_size), dtype=self._np_dtype)  # the only (B, T, N)
+        out = buffers.empty((B * T, self.hidden_size), self._np_dtype)  # the only (B, T, N)
         np.matmul(x.reshape(B * T, K), w_in_t, out=out)  # array of a forward
         out += self.params["bias_hh_l0"]
         return out.reshape(B, T, -1)
@@ -391,7 +392,7 @@ class EchoStateNetwork:
         from ..kernels.config import FUSE_INPUT_MAX
 
         if self.backend == "numba" and self._csr is not None and x.shape[2] <= FUSE_INPUT_MAX:
-            states = np.empty((x.shape[0], x.shape[1], self.hidden_size), self._np_dtype)
+            states = buffers.empty((x.shape[0], x.shape[1], self.hidden_size), self._np_dtype)
             inputs = (x, np.ascontiguousarray(w_in_t), self.params["bias_hh_l0"])
             return self._run_numba(inputs, states, s0, free)
         u_proj = self._project(x, w_in_t)
