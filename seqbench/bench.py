@@ -5,12 +5,15 @@ the same input, a warm-up call of each (compilation excluded), then ``repeat`` r
 time seqbench and torch in turn, so drift on a shared machine hits both alike. Reported:
 medians in milliseconds and ratio = torch time / seqbench time (> 1: seqbench is faster).
 
-Each timed call is preceded by a pause (``SETTLE_S``) and an untimed call of the same side:
-the two libraries bring three thread pools (torch's OpenMP, numba's OpenMP, scipy's
-OpenBLAS), and a pool's idle threads keep spinning for a while after its last job (OpenBLAS
-about 0.1 s). Timed right after seqbench's BLAS calls, torch's per-step GRU path ran 10-40x
-slower than alone; the pause lets those threads go to sleep, as they would in a process
-that uses only one of the two libraries.
+Each timed call is preceded by a short pause (``SETTLE_S``) and an untimed call of the same
+side: a thread pool's idle threads keep spinning for a while after its last job (torch's
+OpenMP about a millisecond, OpenBLAS about 0.1 s), and timed right after the other side's
+calls a library runs slower than alone (torch's per-step GRU path ran 10-40x slower after
+seqbench's threaded BLAS calls, which seqbench now makes with BLAS held to one thread).
+The pause was 0.25 s; it is 20 ms now, as a long idle slows the next calls on a VM: on this
+one, seqbench's 2-thread LSTM train step (32, 100, 10, 128) took 19-22 ms for the second
+call after 0.25 s asleep against 15.5 ms back to back (and 17 ms after 0.25 s of spinning),
+while torch's times did not move (GRU, both shapes of the goals, 0.25 s against 20 ms).
 
 - forward: ``model.forward(x)`` against torch under ``no_grad`` (inference).
 - train step: forward + backward of the summed output (dL/dy = 1), against
@@ -33,7 +36,7 @@ DEFAULT_CELLS = ("lstm", "gru", "elman")
 # (B, T, I, H): the speed goals of issue 4 (DESIGN.md section 6 has torch's figures)
 DEFAULT_SHAPES = ("32,100,10,128", "1,1000,1,64", "128,100,64,512")
 DTYPES = ("float32", "float64")
-SETTLE_S = 0.25  # pause before each timed call: the other side's idle threads go to sleep
+SETTLE_S = 0.02  # pause before each timed call: the other side's idle threads go to sleep
 
 
 def add_arguments(parser) -> None:
