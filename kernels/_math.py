@@ -112,18 +112,29 @@ _TANH_SMALL = _f(0.625)
 _SIG_LO = _f(-87.3)  # sigmoid below this is under 2^-126: return 0
 
 
-@intrinsic
-def _pow2i(typingctx, n):
-    """2**n as float32 for an int32 n in [-126, 127]: n + 127 put in the exponent bits."""
-    if n != types.int32:
-        return None
+def _make_pow2i(bits, mantissa, bias):
+    """An intrinsic 2**n for a float of ``bits`` bits and an int of the same width, n in the
+    normal exponent range: n + bias put in the exponent bits."""
+    int_t, float_t = getattr(types, f"int{bits}"), getattr(types, f"float{bits}")
+    float_ir = ir.FloatType() if bits == 32 else ir.DoubleType()
 
-    def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
-        biased = builder.add(args[0], ir.Constant(i32, 127))
-        return builder.bitcast(builder.shl(biased, ir.Constant(i32, 23)), ir.FloatType())
+    @intrinsic
+    def pow2i(typingctx, n):
+        if n != int_t:
+            return None
 
-    return types.float32(types.int32), codegen
+        def codegen(context, builder, signature, args):
+            i = ir.IntType(bits)
+            biased = builder.add(args[0], ir.Constant(i, bias))
+            return builder.bitcast(builder.shl(biased, ir.Constant(i, mantissa)), float_ir)
+
+        return float_t(int_t), codegen
+
+    return pow2i
+
+
+_pow2i = _make_pow2i(32, 23, 127)  # float32, n in [-126, 127]
+_pow2i64 = _make_pow2i(64, 52, 1023)  # float64, n in [-1022, 1023]
 
 
 @njit(inline="always", fastmath=config.FASTMATH)
@@ -179,20 +190,6 @@ _LN2_LO_64 = 1.90821492927058770002e-10
 _EXP64_LO, _EXP64_HI = -708.0, 709.0  # 2^k a normal float64 inside
 _TANH64_ONE = 20.0  # tanh(z) rounds to +-1 for |z| > 19.1
 _SIG64_LO = -709.0
-
-
-@intrinsic
-def _pow2i64(typingctx, k):
-    """2**k as float64 for an int64 k in [-1022, 1023]: k + 1023 put in the exponent bits."""
-    if k != types.int64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        i64 = ir.IntType(64)
-        biased = builder.add(args[0], ir.Constant(i64, 1023))
-        return builder.bitcast(builder.shl(biased, ir.Constant(i64, 52)), ir.DoubleType())
-
-    return types.float64(types.int64), codegen
 
 
 @intrinsic

@@ -27,14 +27,16 @@ STRIDE = 257
 CHUNK = 1 << 22
 
 
-def _apply(fn):
+def _apply(fn, dtype=np.float32):
+    """fn over an array, compiled as the kernels compile it, in dtype."""
+
     @njit(fastmath=config.FASTMATH, error_model=config.ERROR_MODEL)
     def apply(x, out):
         for i in range(x.shape[0]):
             out[i] = fn(x[i])
 
     def run(x):
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = np.ascontiguousarray(x, dtype=dtype)
         out = np.empty_like(x)
         apply(x, out)
         return out
@@ -265,18 +267,7 @@ def test_training_outcome_matches_exact_activations():
 
 
 def _apply64(fn):
-    @njit(fastmath=config.FASTMATH, error_model=config.ERROR_MODEL)
-    def apply(x, out):
-        for i in range(x.shape[0]):
-            out[i] = fn(x[i])
-
-    def run(x):
-        x = np.ascontiguousarray(x, dtype=np.float64)
-        out = np.empty_like(x)
-        apply(x, out)
-        return out
-
-    return run
+    return _apply(fn, np.float64)
 
 
 def _ulps(y, exact):

@@ -64,6 +64,41 @@ def _lanes(dtype):
     return VECTOR_BYTES // (dtype.bitwidth // 8)
 
 
+def _accumulating_loop(builder, name, k0, k1, stride, init, step):
+    """IR of ``for k in range(k0, k1, stride): accs = step(k, accs)`` with the accumulators
+    as SSA values (phis), so that they stay in registers; ``init`` is what they start as,
+    and what comes back when the range is empty. ``step`` emits one pass, adding no blocks."""
+    i64 = ir.IntType(64)
+    pre = builder.basic_block
+    loop = builder.append_basic_block(f"{name}.k")
+    done = builder.append_basic_block(f"{name}.done")
+    builder.cbranch(builder.icmp_signed("<", k0, k1), loop, done)
+
+    builder.position_at_end(loop)
+    k = builder.phi(i64)
+    k.add_incoming(k0, pre)
+    accs = []
+    for x in init:
+        phi = builder.phi(x.type)
+        phi.add_incoming(x, pre)
+        accs.append(phi)
+    new = step(k, accs)
+    k_next = builder.add(k, ir.Constant(i64, stride))
+    k.add_incoming(k_next, loop)
+    for phi, x in zip(accs, new, strict=True):
+        phi.add_incoming(x, loop)
+    builder.cbranch(builder.icmp_signed("<", k_next, k1), loop, done)
+
+    builder.position_at_end(done)
+    final = []
+    for x, y in zip(init, new, strict=True):  # all phis first, as LLVM requires
+        phi = builder.phi(x.type)
+        phi.add_incoming(x, pre)
+        phi.add_incoming(y, loop)
+        final.append(phi)
+    return final
+
+
 def _make_tile(R, V):
     """An intrinsic tile(a, w, out, r, n, k0, k1, add):
 
@@ -122,45 +157,24 @@ def _make_tile(R, V):
             arows = [builder.gep(A.data, [builder.mul(row, lda)]) for row in rows]
             zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * L)
             init = [builder.select(accumulate, builder.load(p, align=width), zero) for p in optrs]
-            pre = builder.basic_block
-            loop = builder.append_basic_block("tile.k")
-            done = builder.append_basic_block("tile.done")
-            builder.cbranch(builder.icmp_signed("<", k0v, k1v), loop, done)
-
-            builder.position_at_end(loop)
-            k = builder.phi(i64)
-            k.add_incoming(k0v, pre)
-            accs = []
-            for x in init:
-                phi = builder.phi(vty)
-                phi.add_incoming(x, pre)
-                accs.append(phi)
-            wrow = builder.add(builder.mul(k, ldw), n0)
-            wv = [
-                builder.load(vec_ptr(W.data, builder.add(wrow, const(v * L))), align=width)
-                for v in range(V)
-            ]
             undef = ir.Constant(vty, ir.Undefined)
             splat = ir.Constant(ir.VectorType(ir.IntType(32), L), [0] * L)
-            new = []
-            for i in range(R):
-                s = builder.load(builder.gep(arows[i], [k]))
-                s = builder.insert_element(undef, s, ir.Constant(ir.IntType(32), 0))
-                s = builder.shuffle_vector(s, undef, splat)
-                new.extend(builder.call(fma, [s, wv[v], accs[i * V + v]]) for v in range(V))
-            k_next = builder.add(k, const(1))
-            k.add_incoming(k_next, loop)
-            for phi, x in zip(accs, new, strict=True):
-                phi.add_incoming(x, loop)
-            builder.cbranch(builder.icmp_signed("<", k_next, k1v), loop, done)
 
-            builder.position_at_end(done)
-            final = []
-            for x, y in zip(init, new, strict=True):  # all phis first, as LLVM requires
-                phi = builder.phi(vty)
-                phi.add_incoming(x, pre)
-                phi.add_incoming(y, loop)
-                final.append(phi)
+            def step(k, accs):
+                wrow = builder.add(builder.mul(k, ldw), n0)
+                wv = [
+                    builder.load(vec_ptr(W.data, builder.add(wrow, const(v * L))), align=width)
+                    for v in range(V)
+                ]
+                new = []
+                for i in range(R):
+                    s = builder.load(builder.gep(arows[i], [k]))
+                    s = builder.insert_element(undef, s, ir.Constant(ir.IntType(32), 0))
+                    s = builder.shuffle_vector(s, undef, splat)
+                    new.extend(builder.call(fma, [s, wv[v], accs[i * V + v]]) for v in range(V))
+                return new
+
+            final = _accumulating_loop(builder, "tile", k0v, k1v, 1, init, step)
             for x, p in zip(final, optrs, strict=True):
                 builder.store(x, p, align=width)
             return context.get_dummy_value()
@@ -290,42 +304,21 @@ def make_sparse_row(width, group):
             init = [builder.load(optr, align=size)] + [zero] * (group - 1)
             undef = ir.Constant(vty, ir.Undefined)
             splat = ir.Constant(ir.VectorType(ir.IntType(32), width), [0] * width)
-            pre = builder.basic_block
-            loop = builder.append_basic_block("row.k")
-            done = builder.append_basic_block("row.done")
-            builder.cbranch(builder.icmp_signed("<", k0, k1), loop, done)
 
-            builder.position_at_end(loop)
-            k = builder.phi(i64)
-            k.add_incoming(k0, pre)
-            accs = []
-            for a in init:
-                phi = builder.phi(vty)
-                phi.add_incoming(a, pre)
-                accs.append(phi)
-            new = []
-            for u in range(group):
-                ku = builder.add(k, ir.Constant(i64, u))
-                j = builder.zext(builder.load(builder.gep(IDX.data, [ku])), i64)
-                xrow = builder.gep(X.data, [builder.mul(j, ir.Constant(i64, width))])
-                xv = builder.load(builder.bitcast(xrow, vty.as_pointer()), align=size)
-                w = builder.load(builder.gep(DAT.data, [ku]))
-                w = builder.insert_element(undef, w, ir.Constant(ir.IntType(32), 0))
-                w = builder.shuffle_vector(w, undef, splat)
-                new.append(builder.call(fma, [w, xv, accs[u]]))
-            k_next = builder.add(k, ir.Constant(i64, group))
-            k.add_incoming(k_next, loop)
-            for phi, a in zip(accs, new, strict=True):
-                phi.add_incoming(a, loop)
-            builder.cbranch(builder.icmp_signed("<", k_next, k1), loop, done)
+            def step(k, accs):
+                new = []
+                for u in range(group):
+                    ku = builder.add(k, ir.Constant(i64, u))
+                    j = builder.zext(builder.load(builder.gep(IDX.data, [ku])), i64)
+                    xrow = builder.gep(X.data, [builder.mul(j, ir.Constant(i64, width))])
+                    xv = builder.load(builder.bitcast(xrow, vty.as_pointer()), align=size)
+                    w = builder.load(builder.gep(DAT.data, [ku]))
+                    w = builder.insert_element(undef, w, ir.Constant(ir.IntType(32), 0))
+                    w = builder.shuffle_vector(w, undef, splat)
+                    new.append(builder.call(fma, [w, xv, accs[u]]))
+                return new
 
-            builder.position_at_end(done)
-            final = []
-            for a, b in zip(init, new, strict=True):  # all phis first, as LLVM requires
-                phi = builder.phi(vty)
-                phi.add_incoming(a, pre)
-                phi.add_incoming(b, loop)
-                final.append(phi)
+            final = _accumulating_loop(builder, "row", k0, k1, group, init, step)
             while len(final) > 1:  # pairwise: (a0 + a1) + (a2 + a3)
                 final = [
                     builder.fadd(final[m], final[m + 1]) if m + 1 < len(final) else final[m]
