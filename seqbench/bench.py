@@ -219,7 +219,7 @@ def main(args) -> int:
     table = Table(
         title=f"seqbench ({args.backend}) vs torch, median of {args.repeat}, {threads} threads",
         caption="ratio = torch time / seqbench time (> 1: seqbench faster); "
-        "train = forward + backward of sum(y)",
+        f"train = forward + backward of sum(y); gates: {gate_functions()}",
     )
     for col in ("cell", "B,T,I,H", "dtype"):
         table.add_column(col)
@@ -251,6 +251,15 @@ def main(args) -> int:
                     )
     console.print(table)
     return 0
+
+
+def gate_functions() -> str:
+    """Which gate functions the kernels compile with, per dtype (kernels/config.py)."""
+    from seqbench.kernels import config
+
+    f32 = "approximate" if config.FAST_FLOAT32 else "exact"
+    f64 = "approximate (SEQBENCH_FAST_FLOAT64=1)" if config.FAST_FLOAT64 else "exact"
+    return f"float32 {f32}, float64 {f64}"
 
 
 def _ms(v):

@@ -106,3 +106,36 @@ def test_console_script_exit_code_without_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "seqbench: error: lr must be a finite number > 0, got -1.0"
+
+
+def test_bench_prints_the_side_by_side_table(capsys):
+    """seqbench bench at a tiny shape: one row per cell with both sides' times (torch when
+    installed) and the caption naming the gate functions the kernels use."""
+    import re
+
+    from seqbench.bench import _torch
+
+    argv = ["bench", "--cells", "elman", "gru", "--shapes", "2,3,2,4", "--repeat", "1"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    rows = [line for line in text.splitlines() if "2,3,2,4" in line]
+    assert len(rows) == 2 and "elman" in rows[0] and "gru" in rows[1]
+    numbers = re.findall(r"\d+\.\d+x?", rows[0])
+    assert len(numbers) == (6 if _torch() is not None else 2)
+    assert "gates: float32 approximate, float64 exact" in " ".join(text.split())
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--shapes", "2,3,4"], "shape '2,3,4' is not B,T,I,H"),
+        (["--shapes", "2,0,1,4"], "is not B,T,I,H"),
+        (["--cells", "rnn"], "cell 'rnn' is not known"),
+        (["--dtype", "float16"], "dtype 'float16' is not supported"),
+        (["--repeat", "0"], "--repeat must be at least 1"),
+    ],
+)
+def test_bench_bad_input_is_one_line_exit_2(args, match, capsys):
+    assert main(["bench", *args]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1 and "Traceback" not in err
