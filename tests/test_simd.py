@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from seqbench.kernels.cpu._simd import KC, VECTOR_BYTES, tile_matmul
+from seqbench.kernels.cpu._simd import KC, VECTOR_BYTES, pack_panels, tile_matmul
 
 
 def _lanes(dtype):
@@ -24,17 +24,22 @@ def _shapes(dtype):
     ]
 
 
+@pytest.mark.parametrize("packed", [False, True], ids=["w", "panels"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_tile_matmul_matches_numpy(dtype, rng):
+def test_tile_matmul_matches_numpy(dtype, packed, rng):
+    """Plain W and W in tile panels (pack_panels): full tiles read the panels, the leftover
+    columns and rows read W itself."""
     tol = 1e-13 if dtype == "float64" else 2e-6
     for B, K, N in _shapes(dtype):
         a = rng.standard_normal((B, K))
         w = rng.standard_normal((K, N))
+        wd = w.astype(dtype)
+        wp = pack_panels(wd) if packed else None
         for lo, hi in [(0, B), (B // 3, B), (0, 0)]:
             for acc in (False, True):
                 out0 = rng.standard_normal((B, N))
                 out = out0.astype(dtype)
-                tile_matmul(a.astype(dtype), w.astype(dtype), out, lo, hi, acc)
+                tile_matmul(a.astype(dtype), wd, wp, out, lo, hi, acc)
                 want = out0.copy()
                 want[lo:hi] = (want[lo:hi] if acc else 0.0) + a[lo:hi] @ w
                 scale = max(1.0, float(np.abs(want).max(initial=0.0))) * max(1, K)
@@ -51,7 +56,7 @@ def test_tile_matmul_strided_rows(dtype, rng):
     x = rng.standard_normal((11, 4, 10)).astype(dtype)
     w = rng.standard_normal((10, 2 * L + 3)).astype(dtype)
     out = np.zeros((11, w.shape[1]), dtype=dtype)
-    tile_matmul(x[:, 2], w, out, 0, 11, False)
+    tile_matmul(x[:, 2], w, None, out, 0, 11, False)
     want = x[:, 2].astype(np.float64) @ w
     assert np.allclose(out, want, rtol=1e-5, atol=1e-5)
 
@@ -59,7 +64,7 @@ def test_tile_matmul_strided_rows(dtype, rng):
 def test_tile_matmul_rejects_non_contiguous_weights(rng):
     w = rng.standard_normal((6, 8))
     with pytest.raises(Exception, match="(?i)typing|No implementation"):
-        tile_matmul(np.ones((2, 8)), w.T, np.zeros((2, 6)), 0, 2, False)
+        tile_matmul(np.ones((2, 8)), w.T, None, np.zeros((2, 6)), 0, 2, False)
 
 
 _ROWS = {}
@@ -105,21 +110,30 @@ def test_sparse_row_matches_numpy(dtype, width, group, rng):
     assert out.dtype == np.dtype(dtype)
 
 
-def test_chunk_state_starts_on_a_cache_line():
+def test_pack_panels_lays_each_tile_side_by_side(rng):
+    for dtype in ("float32", "float64"):
+        tw = 2 * _lanes(dtype)
+        w = rng.standard_normal((5, 3 * tw + 7)).astype(dtype)
+        wp = pack_panels(w)
+        assert wp.shape == (3, 5, tw) and wp.dtype == w.dtype and wp.flags.c_contiguous
+        for j in range(3):
+            np.testing.assert_array_equal(wp[j], w[:, j * tw : (j + 1) * tw])
+        assert wp.ctypes.data % 64 == 0
+
+
+def test_aligned_arrays_start_on_a_cache_line():
     from numba import njit
-    from seqbench.kernels.cpu.esn import _zeros_aligned
+    from seqbench.kernels.cpu._simd import empty_aligned
 
     @njit
     def addresses(rows, cols, like):
-        out = np.empty((8, 3), np.intp)
+        out = np.empty((8, 2), np.intp)
         for n in range(8):  # several allocations: numba's own alignment is 32 bytes
-            a = _zeros_aligned(rows + n, cols, like.dtype)
+            a = empty_aligned(rows + n, cols, like.dtype)
             out[n, 0] = a.ctypes.data & 63  # offset within a cache line
             out[n, 1] = a.shape[0] * a.shape[1]
-            out[n, 2] = np.count_nonzero(a)
         return out
 
     got = addresses(5, 16, np.zeros(1))
     assert np.all(got[:, 0] == 0)
     np.testing.assert_array_equal(got[:, 1], 16 * (5 + np.arange(8)))
-    assert np.all(got[:, 2] == 0)

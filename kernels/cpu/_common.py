@@ -21,7 +21,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from .. import config
-from ._simd import tile_matmul
+from ._simd import pack_panels, tile_matmul
 
 _JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL, "nogil": True}
 
@@ -33,19 +33,27 @@ def use_blas(rows, K, N):
 
 
 @njit(**_JIT)
+def packed(w):
+    """(w, its tile panels): the form rows_matmul takes a weight matrix that every step of
+    the time loop multiplies by, packed once before the loop (_simd.pack_panels)."""
+    return w, pack_panels(w)
+
+
+@njit(**_JIT)
 def rows_matmul(a, w, out, lo, hi, blas):
-    """out[lo:hi] = a[lo:hi] @ w.   a: (B, K), w: (K, N), out: (B, N), C-contiguous."""
+    """out[lo:hi] = a[lo:hi] @ w[0].   a: (B, K), w: ``packed`` (K, N), out: (B, N),
+    C-contiguous."""
     if blas:
-        np.dot(a[lo:hi], w, out[lo:hi])
+        np.dot(a[lo:hi], w[0], out[lo:hi])
     else:
-        tile_matmul(a, w, out, lo, hi, False)
+        tile_matmul(a, w[0], w[1], out, lo, hi, False)
 
 
 @njit(**_JIT)
 def rows_matmul_bt(a, t, w, out, lo, hi, acc):
     """out[lo:hi] (+)= a[lo:hi, t] @ w, rows of a batch-first a: (B, T, K); w: (K, N)."""
     if a.shape[2] > 4:
-        tile_matmul(a[:, t], w, out, lo, hi, acc)
+        tile_matmul(a[:, t], w, None, out, lo, hi, acc)
         return
     for b in range(lo, hi):  # a few input features: axpy rows, no tile set-up
         o = out[b]

@@ -35,6 +35,7 @@ from ._common import (
     finish_norms,
     input_row_biased,
     input_step,
+    packed,
     rows_matmul,
     use_blas,
 )
@@ -65,9 +66,10 @@ def gru_forward_rows(
     fill, or None. rec: (B, 3H) scratch.
     """
     H = h0.shape[1]
+    w_hh_p = packed(w_hh_t)  # the tiles' panels, once for all steps
     for t in range(h_seq.shape[0]):
         h_prev = h0 if t == 0 else h_seq[t - 1]
-        rows_matmul(h_prev, w_hh_t, rec, lo, hi, blas)
+        rows_matmul(h_prev, w_hh_p, rec, lo, hi, blas)
         input_step(x_proj, x, w_ih_t, t, xrec, lo, hi, False)
         for b in range(lo, hi):
             xp = input_row_biased(x_proj, xrec, b_ih, t, b)
@@ -119,6 +121,7 @@ def gru_backward_rows(
     bias gradients), or None.
     """
     H = dh.shape[1]
+    w_hh_p = packed(w_hh)  # the tiles' panels, once for all steps
     for t in range(h_seq.shape[0] - 1, -1, -1):
         h_prev = h0 if t == 0 else h_seq[t - 1]
         s = norms[t]
@@ -131,7 +134,7 @@ def gru_backward_rows(
         if db_ih is not None:
             accumulate(dx_proj[t, lo:hi], db_ih)
             accumulate(dh_proj[t, lo:hi], db_hh)
-        rows_matmul(dh_proj[t], w_hh, dh, lo, hi, blas)
+        rows_matmul(dh_proj[t], w_hh_p, dh, lo, hi, blas)
         for b in range(lo, hi):
             add_into(direct[b], dh[b])
 

@@ -35,6 +35,7 @@ from ._common import (
     finish_norms,
     input_row,
     input_step,
+    packed,
     rows_matmul,
     use_blas,
 )
@@ -65,10 +66,11 @@ def lstm_forward_rows(
     batch-first copy of h_seq to fill, or None. rec: (B, 4H) scratch, rows lo:hi used.
     """
     H = h0.shape[1]
+    w_hh_p = packed(w_hh_t)  # the tiles' panels, once for all steps
     for t in range(gates.shape[0]):
         h_prev = h0 if t == 0 else h_seq[t - 1]
         c_prev = c0 if t == 0 else c_seq[t - 1]
-        rows_matmul(h_prev, w_hh_t, rec, lo, hi, blas)
+        rows_matmul(h_prev, w_hh_p, rec, lo, hi, blas)
         input_step(x_proj, x, w_ih_t, t, rec, lo, hi, True)
         for b in range(lo, hi):
             xp = input_row(x_proj, t, b)
@@ -133,6 +135,7 @@ def lstm_backward_rows(
     db: (4H,) float64, the sum of the dpre rows added to it (the bias gradient), or None.
     """
     H = dh.shape[1]
+    w_hh_p = packed(w_hh)  # the tiles' panels, once for all steps
     for t in range(gates.shape[0] - 1, -1, -1):
         c_prev = c0 if t == 0 else c_seq[t - 1]
         s = norms[t]
@@ -144,7 +147,7 @@ def lstm_backward_rows(
         norms[t] = s
         if db is not None:
             accumulate(dpre[t, lo:hi], db)
-        rows_matmul(dpre[t], w_hh, dh, lo, hi, blas)  # dL/dh_{t-1} = dpre_t W_hh
+        rows_matmul(dpre[t], w_hh_p, dh, lo, hi, blas)  # dL/dh_{t-1} = dpre_t W_hh
 
 
 @njit(**_JIT)
