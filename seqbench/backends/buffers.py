@@ -12,6 +12,7 @@ starts on a 64-byte boundary, so rows of whole cache lines stay whole for vector
 SEQBENCH_POOL_MB caps the memory held for reuse (default 512); 0 turns recycling off.
 """
 
+import math
 import os
 import threading
 import weakref
@@ -28,7 +29,7 @@ class Pool:
 
     def __init__(self, cap: int):
         self.cap = cap
-        self._free: dict[int, list[np.ndarray]] = {}
+        self._free: dict[int, list[tuple[np.ndarray, int]]] = {}
         self._held = 0
         self._lock = threading.Lock()
 
@@ -39,21 +40,21 @@ class Pool:
 
     def empty(self, shape, dtype) -> np.ndarray:
         dtype = np.dtype(dtype)
-        shape = (shape,) if np.isscalar(shape) else tuple(shape)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        shape = tuple(shape) if isinstance(shape, (tuple, list)) else (int(shape),)
+        nbytes = math.prod(shape) * dtype.itemsize
         if nbytes < _MIN_BYTES or nbytes > self.cap:
             return np.empty(shape, dtype)
         size = -(-(nbytes + _ALIGN) // _GRANULE) * _GRANULE
-        buf = self._take(size)
-        if buf is None:
+        entry = self._take(size)
+        if entry is None:
             buf = np.empty(size, np.uint8)
-        skip = -buf.ctypes.data % _ALIGN
+            entry = (buf, -buf.ctypes.data % _ALIGN)
+        buf, skip = entry
         # numpy points a view at the first array up its chain of bases whose own base is not
         # an array: here ``flat``, whose base is a memoryview. Every view of the result
         # therefore keeps ``flat`` alive, and the buffer goes back only when all are gone.
         flat = np.frombuffer(memoryview(buf)[skip : skip + nbytes], dtype)
-        done = weakref.finalize(flat, self._give, buf)
-        done.atexit = False
+        weakref.finalize(flat, self._give, entry).atexit = False
         return flat.reshape(shape)
 
     def zeros(self, shape, dtype) -> np.ndarray:
@@ -74,11 +75,12 @@ class Pool:
             self._held -= size
             return stack.pop()
 
-    def _give(self, buf):
+    def _give(self, entry):  # entry: (buffer, offset of its first 64-byte boundary)
+        size = entry[0].nbytes
         with self._lock:
-            if self._held + buf.nbytes <= self.cap:
-                self._free.setdefault(buf.nbytes, []).append(buf)
-                self._held += buf.nbytes
+            if self._held + size <= self.cap:
+                self._free.setdefault(size, []).append(entry)
+                self._held += size
 
 
 POOL = Pool(int(float(os.environ.get("SEQBENCH_POOL_MB", "512")) * (1 << 20)))
