@@ -110,7 +110,7 @@ def _run(fn, blocks, blas, *args, per_block=None):
         return fn(*args, *extra, lo, hi, blas)
 
     if len(blocks) == 1:  # on this thread; BLAS, if used, keeps its own threads
-        call(0)
+        flushed(lambda: call(0))
         return
     calls = [lambda i=i: call(i) for i in range(len(blocks))]
     if not blas:  # the kernels make no BLAS call
@@ -126,12 +126,24 @@ def run_parallel(calls) -> None:
     pool = _THREADS["pool"]
     if pool is None:
         for fn in calls:
-            fn()
+            flushed(fn)
         return
-    futures = [pool.submit(fn) for fn in calls[1:]]
-    calls[0]()
+    futures = [pool.submit(flushed, fn) for fn in calls[1:]]
+    flushed(calls[0])
     for f in futures:
         f.result()
+
+
+def flushed(fn):
+    """fn() with subnormals flushed to zero on this thread, as the kernels expect
+    (kernels/cpu/_fpenv.py: saturated gates made them, at ~100 cycles an instruction)."""
+    from seqbench.kernels.cpu._fpenv import flush_denormals, restore
+
+    old = flush_denormals()
+    try:
+        return fn()
+    finally:
+        restore(old)
 
 
 _GROUP = threading.Lock()

@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def _sig(z):
-    return 1.0 / (1.0 + np.exp(-z))
+def _sig(z):  # 1 / (1 + e^-z) written with e^-|z| only: saturated gates do not overflow
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0, e) / (1.0 + e)
 
 
 def _norms(d):  # (B, H) -> mean over B of ||d_b||

@@ -431,8 +431,12 @@ class EchoStateNetwork:
             w_fb, w_out, b_out, y0 = (np.ascontiguousarray(a, dtype=dt) for a in free)
         outputs = np.empty((B, T, w_out.shape[0]), dtype=dt)
         common = (self._leak, self._linear, s0, states, w_fb, w_out, b_out, y0, outputs)
-        if self._csr is None:
+        if self._csr is None and self.backend == "cuda":
             kernels.esn_forward(inputs[0], self._w_hh_t, *common)
+        elif self._csr is None:
+            from ..backends.numba_cpu import flushed
+
+            flushed(lambda: kernels.esn_forward(inputs[0], self._w_hh_t, *common))
         elif self.backend == "cuda":
             kernels.esn_forward_csr(inputs[0], *self._csr, *common)
         else:
