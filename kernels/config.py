@@ -2,6 +2,25 @@
 
 import os
 
+
+def env_number(name: str, default, kind=int, example=None):
+    """The environment variable ``name`` as ``kind`` (``default`` when unset); a value that
+    is not one is a one-line ConfigError (exit code 2 from the CLI), not a traceback."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        return kind(text)
+    except ValueError:
+        from ..errors import ConfigError
+
+        what = "an integer" if kind is int else "a number"
+        raise ConfigError(
+            f"environment variable {name}={text!r} is not {what}; unset it or set e.g. "
+            f"{name}={default if example is None else example}"
+        ) from None
+
+
 # fastmath lets LLVM reassociate and vectorise the gate loops; NaN/Inf checks stay in the
 # harness (the divergence guard), so the 'nnan'/'ninf' flags are left off on purpose.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -34,7 +53,7 @@ ERROR_MODEL = "numpy"
 # libgomp.so.1, torch ships its own under the same soname, and in a process with both the
 # first one loaded serves both; torch's per-step GRU then ran 30-40x slower (or seqbench's
 # kernels 2x slower, the other way round). 0: every CPU this process may use.
-THREADS = int(os.environ.get("SEQBENCH_THREADS", "0"))
+THREADS = env_number("SEQBENCH_THREADS", 0)
 
 # The recurrent product of a block of rows, rows x K @ K x N, goes to BLAS (one np.dot per
 # step, BLAS held to one thread) when rows * K * N >= this; below it the register-tiled matmul
@@ -42,18 +61,18 @@ THREADS = int(os.environ.get("SEQBENCH_THREADS", "0"))
 # float32, AVX-512 OpenBLAS 0.3.30), tiles vs BLAS: 16 x 128 @ 128 x 512, 15-21 vs 33-35 us;
 # 64 x 512 @ 512 x 2048, 1.3-2.2 vs 1.4-2.3 ms (even, within this machine's noise). So the
 # tiles run every size by default; the threshold stays for CPUs where BLAS is far ahead.
-BLAS_MIN_MACS = int(os.environ.get("SEQBENCH_BLAS_MIN_MACS", str(1 << 40)))
+BLAS_MIN_MACS = env_number("SEQBENCH_BLAS_MIN_MACS", 1 << 40)
 
 # An input of at most this many features is projected inside the recurrence, step by step
 # (x_t W_ih^T added to the recurrent product), instead of by one GEMM before it: no
 # (T, B, G) x_proj to write and read back. Larger inputs keep the hoisted GEMM.
-FUSE_INPUT_MAX = int(os.environ.get("SEQBENCH_FUSE_INPUT_MAX", "32"))
+FUSE_INPUT_MAX = env_number("SEQBENCH_FUSE_INPUT_MAX", 32)
 
 # A per-step product of the whole batch, B x K @ K x N, at least this big runs as one block
 # with one BLAS call per step on BLAS's own threads instead of one block of rows per thread.
 # Off by default: at (128, 100, 64, 512) float32 on 2 threads, LSTM forward took 374 ms that
 # way against 278-287 ms in two blocks (which also split the gate math between the threads).
-BLAS_THREADED_MACS = int(os.environ.get("SEQBENCH_BLAS_THREADED_MACS", str(1 << 40)))
+BLAS_THREADED_MACS = env_number("SEQBENCH_BLAS_THREADED_MACS", 1 << 40)
 
 # numba's disk cache keys on a kernel's own source file, not on the values above: a process
 # that changes a compile-time one through the environment compiles afresh, caching nothing.
@@ -65,7 +84,7 @@ _COMPILE_TIME_DEFAULTS = {
 CACHE = CACHE and all(os.environ.get(k, v) == v for k, v in _COMPILE_TIME_DEFAULTS.items())
 
 # CUDA launch geometry; tests shrink it so that tiny shapes still span several blocks.
-THREADS_PER_BLOCK = int(os.environ.get("SEQBENCH_THREADS_PER_BLOCK", "128"))
+THREADS_PER_BLOCK = env_number("SEQBENCH_THREADS_PER_BLOCK", 128)
 
 # ---- CUDA kernels (kernels/cuda/), read at call time so tests can patch them.
 # The recurrence runs as one persistent cooperative kernel (grid-wide barrier per step, each
@@ -77,8 +96,8 @@ CUDA_RECURRENCE = os.environ.get("SEQBENCH_CUDA_RECURRENCE", "auto")
 # Persistent kernel: blocks per streaming multiprocessor (the grid is at most this times the SM
 # count, and never more than the cooperative-launch limit), and the shared memory one block may
 # use without the opt-in attribute numba cannot set (48 KiB on every GPU since Kepler).
-CUDA_PERSISTENT_BLOCKS_PER_SM = int(os.environ.get("SEQBENCH_CUDA_BLOCKS_PER_SM", "1"))
-CUDA_SHARED_BYTES = int(os.environ.get("SEQBENCH_CUDA_SHARED_BYTES", str(48 * 1024)))
+CUDA_PERSISTENT_BLOCKS_PER_SM = env_number("SEQBENCH_CUDA_BLOCKS_PER_SM", 1)
+CUDA_SHARED_BYTES = env_number("SEQBENCH_CUDA_SHARED_BYTES", 48 * 1024)
 
 # Up to this many threads (a warp) split one dot product of the recurrence when the batch is
 # too small to fill a block with (batch row, unit) pairs; must be a power of two.
@@ -86,4 +105,4 @@ CUDA_MAX_SPLIT = 32
 
 # Square output tile of the GEMM kernel (input projection, weight gradients); each thread
 # computes a 2x2 micro-tile, so a tile of 32 runs 256 threads. Must be even.
-GEMM_TILE = int(os.environ.get("SEQBENCH_GEMM_TILE", "32"))
+GEMM_TILE = env_number("SEQBENCH_GEMM_TILE", 32)

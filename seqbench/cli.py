@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 
+from .backends import check_environment
 from .errors import ConfigError
 
 EXIT_USAGE = 2
@@ -153,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        check_environment()
         return args.func(args)
     except ConfigError as e:
         print(f"seqbench: error: {e}", file=sys.stderr)

@@ -1,5 +1,7 @@
 """The CPU backend's recycled buffers (seqbench/backends/buffers.py)."""
 
+import os
+
 import numpy as np
 
 from seqbench.backends.buffers import Pool, contiguous
@@ -89,3 +91,15 @@ def test_outputs_kept_by_the_caller_survive_later_calls(rng):
         np.testing.assert_array_equal(v, keep_g[k])
     y1_again, _ = m.forward(x1)
     np.testing.assert_array_equal(y1_again, keep_y)
+
+
+def test_default_cap_follows_the_environment_else_an_eighth_of_memory(monkeypatch):
+    from seqbench.backends.buffers import default_cap
+
+    monkeypatch.setenv("SEQBENCH_POOL_MB", "3")
+    assert default_cap() == 3 << 20
+    monkeypatch.setenv("SEQBENCH_POOL_MB", "0")
+    assert default_cap() == 0
+    monkeypatch.delenv("SEQBENCH_POOL_MB")
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert default_cap() == max(512 << 20, physical // 8)

@@ -1,5 +1,6 @@
 """The seqbench command end to end, at tiny sizes."""
 
+import os
 import subprocess
 import sys
 
@@ -106,6 +107,27 @@ def test_console_script_exit_code_without_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "seqbench: error: lr must be a finite number > 0, got -1.0"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("SEQBENCH_THREADS", "is not an integer; unset it or set e.g. SEQBENCH_THREADS=0"),
+        ("SEQBENCH_POOL_MB", "is not a number; unset it or set e.g. SEQBENCH_POOL_MB=512"),
+    ],
+)
+def test_bad_environment_variable_is_one_line_and_exit_code_2(tmp_path, name, expected):
+    env = {**os.environ, name: "lots"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "seqbench.cli", "run", "copy-task", *TINY, "--out", "res"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"seqbench: error: environment variable {name}='lots' {expected}"
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []  # no partial result
 
 
 def test_bench_prints_the_side_by_side_table(capsys):

@@ -35,3 +35,12 @@ def layer_functions(backend: str, cell: str):
     if cell not in module.LAYERS:
         raise ConfigError(f"cell {cell!r} has no {backend!r} implementation")
     return module.LAYERS[cell]
+
+
+def check_environment() -> None:
+    """Read every SEQBENCH_* setting now, so that a malformed one is a ConfigError before any
+    work starts rather than wherever it is first needed."""
+    from ..kernels import config  # noqa: F401  (its numbers are parsed on import)
+    from .buffers import POOL
+
+    POOL.cap  # noqa: B018  (read lazily otherwise)
