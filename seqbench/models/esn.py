@@ -431,14 +431,14 @@ class EchoStateNetwork:
             w_fb, w_out, b_out, y0 = (np.ascontiguousarray(a, dtype=dt) for a in free)
         outputs = np.empty((B, T, w_out.shape[0]), dtype=dt)
         common = (self._leak, self._linear, s0, states, w_fb, w_out, b_out, y0, outputs)
-        if self._csr is None and self.backend == "cuda":
+        if self.backend == "cuda" and self._csr is None:
             kernels.esn_forward(inputs[0], self._w_hh_t, *common)
-        elif self._csr is None:
+        elif self.backend == "cuda":
+            kernels.esn_forward_csr(inputs[0], *self._csr, *common)
+        elif self._csr is None:  # CPU kernels run with subnormals flushed, as numba_cpu's
             from ..backends.numba_cpu import flushed
 
             flushed(lambda: kernels.esn_forward(inputs[0], self._w_hh_t, *common))
-        elif self.backend == "cuda":
-            kernels.esn_forward_csr(inputs[0], *self._csr, *common)
         else:
             self._run_cpu_sparse(kernels, inputs, common)
         return states, outputs
