@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .common import BACKENDS, CELLS, DTYPES, SHAPES, SMOKE, make_case, set_threads
+from .common import BACKENDS, CELLS, DTYPES, SHAPES, SMOKE, make_case, parse, set_threads
 
 
 class Forward:
@@ -39,6 +39,38 @@ class TrainStep:
         self.case.train_step()
 
     def peakmem_train_step(self, cell, backend, shape, dtype):
+        self.case.train_step()
+
+
+class SaturatedTrainStep:
+    """The train step with saturated gates: biases x3000 put most pre-activations beyond
+    +-87, where sigmoid's float32 value (or an intermediate of it) is subnormal, which costs
+    ~100 cycles an instruction unless the kernels flush it (kernels/cpu/_fpenv.py; LSTM at
+    32,100,10,128 with all weights x300 took 50 against 17 ms before that). Weights stay as
+    they are, so that the gradients stay finite."""
+
+    params = [CELLS, ["numba", "torch"]]
+    param_names = ["cell", "backend"]
+    timeout = 600
+
+    def setup(self, cell, backend):
+        set_threads()
+        shape = SHAPES[0]
+        ours = make_case(cell, "numba", shape, "float32")
+        saturated = {
+            k: v * (3000 if k.startswith("bias") else 1) for k, v in ours.model.state_dict().items()
+        }
+        ours.model.load_state_dict(saturated)
+        if backend == "torch":
+            from seqbench.bench import TorchCase, _torch
+
+            if _torch() is None:
+                raise NotImplementedError("torch is not installed")
+            ours = TorchCase(cell, parse(shape), "float32", saturated, ours.x)
+        self.case = ours
+        self.case.train_step()
+
+    def time_train_step(self, cell, backend):
         self.case.train_step()
 
 
