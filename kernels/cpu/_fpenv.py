@@ -14,16 +14,14 @@ returns the old register, ``restore`` puts it back (seqbench.backends.numba_cpu 
 kernel call in the pair). On other architectures both do nothing.
 """
 
-import platform
-
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .. import config
+from ._sync import _X86  # one test of the architecture for both intrinsics modules
 
-_X86 = platform.machine().lower() in {"x86_64", "amd64", "i386", "i686"}
 _FTZ_DAZ = (1 << 15) | (1 << 6)  # MXCSR bits: flush-to-zero, denormals-are-zero
 
 
