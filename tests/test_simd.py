@@ -12,8 +12,12 @@ def _lanes(dtype):
 def _shapes(dtype):
     L = _lanes(dtype)
     # rows: one, under a tile, tiles plus leftovers; columns: under a vector, whole tiles,
-    # an odd vector, 4-vector single-row tiles plus a ragged tail; k: empty, small, > KC
+    # an odd vector, 4-vector single-row tiles plus a ragged tail, every single-row tile width
+    # (16, 8, 4, 2, 1 vectors) at once; k: empty, small, fewer than and not a multiple of a
+    # tile's k split (2, 4, 8), > KC
     return [
+        (1, 21, 31 * L + 3),
+        (5, 3, 6 * L),
         (1, 1, 1),
         (3, 5, 7),
         (8, 9, 2 * L),
