@@ -18,12 +18,101 @@ step (then BLAS must run on the calling thread only, which numba_cpu arranges).
 
 import numpy as np
 from numba import njit, types
-from numba.extending import overload
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 from .. import config
 from ._simd import aligned_copy, pack_panels, tile_matmul
 
 _JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL, "nogil": True}
+
+
+# ---- borrowed views. numba gives every view it makes (a[i], a[lo:hi]) a reference to its
+# parent's buffer: an atomic increment and a decrement through two out-of-line calls, ~12 ns
+# a view. Kernels pass views of rows to small functions thousands of times a call (LSTM, B=1,
+# 1000 steps: ~25 views a step), which made that bookkeeping a fifth of a step. These views
+# hold no reference (meminfo NULL, which numba's refcount calls skip): valid only while the
+# array they come from is alive, which inside a kernel call its caller guarantees. Never
+# return one from a kernel.
+
+
+def _borrowed(context, builder, ty, data, shape, strides, itemsize):
+    out = context.make_array(ty)(context, builder)
+    context.populate_array(
+        out, data=data, shape=shape, strides=strides, itemsize=itemsize, meminfo=None
+    )
+    return out._getvalue()
+
+
+@intrinsic
+def at(typingctx, a, i):
+    """a[i] of a C-contiguous array (ndim >= 2), borrowed (see above)."""
+    if not (isinstance(a, types.Array) and a.ndim >= 2 and a.layout == "C"):
+        return None
+    if not isinstance(i, types.Integer):
+        return None
+    sig = a.copy(ndim=a.ndim - 1)(a, i)
+
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        shape = cgutils.unpack_tuple(builder, arr.shape)
+        strides = cgutils.unpack_tuple(builder, arr.strides)
+        idx = context.cast(builder, args[1], signature.args[1], types.intp)
+        data = builder.gep(arr.data, [builder.mul(idx, _count(builder, shape[1:]))])
+        return _borrowed(
+            context, builder, signature.return_type, data, shape[1:], strides[1:], arr.itemsize
+        )
+
+    return sig, codegen
+
+
+@njit(inline="always", **_JIT)
+def at2(a, i, j):
+    """a[i, j] of a C-contiguous array (ndim >= 3), borrowed."""
+    return at(at(a, i), j)
+
+
+@njit(inline="always", **_JIT)
+def quarters(a, H):
+    """The four (H,) parts of a (4H,) row (LSTM's gates; GRU's r, z, n and W_hn h), borrowed."""
+    return span(a, 0, H), span(a, H, 2 * H), span(a, 2 * H, 3 * H), span(a, 3 * H, 4 * H)
+
+
+def _count(builder, dims):  # elements of an array of shape dims
+    n = dims[0]
+    for d in dims[1:]:
+        n = builder.mul(n, d)
+    return n
+
+
+@intrinsic
+def span(typingctx, a, lo, hi):
+    """a[lo:hi] of a C-contiguous 1-D array, borrowed (see above); 0 <= lo <= hi <= len."""
+    if not (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"):
+        return None
+    if not (isinstance(lo, types.Integer) and isinstance(hi, types.Integer)):
+        return None
+    sig = a(a, lo, hi)
+
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        lo_, hi_ = (
+            context.cast(builder, v, t, types.intp)
+            for v, t in zip(args[1:], signature.args[1:], strict=True)
+        )
+        data = builder.gep(arr.data, [lo_])
+        strides = cgutils.unpack_tuple(builder, arr.strides)
+        return _borrowed(
+            context,
+            builder,
+            signature.return_type,
+            data,
+            [builder.sub(hi_, lo_)],
+            strides,
+            arr.itemsize,
+        )
+
+    return sig, codegen
 
 
 @njit(**_JIT)
@@ -58,12 +147,12 @@ def rows_matmul_bt(a, t, w, out, lo, hi, acc):
         tile_matmul(a[:, t], w, None, out, lo, hi, acc)
         return
     for b in range(lo, hi):  # a few input features: axpy rows, no tile set-up
-        o = out[b]
+        o = at(out, b)
         if not acc:
             for n in range(o.shape[0]):
                 o[n] = 0
         for k in range(a.shape[2]):
-            add_scaled(a[b, t, k], w[k], o)
+            add_scaled(a[b, t, k], at(w, k), o)
 
 
 # ---- the input of a step: hoisted (x_proj given) or fused (x_proj None, raw x and W_ih^T).
@@ -92,7 +181,7 @@ def input_row(x_proj, t, b):
 def _input_row(x_proj, t, b):
     if isinstance(x_proj, types.NoneType):
         return lambda x_proj, t, b: None
-    return lambda x_proj, t, b: x_proj[t, b]
+    return lambda x_proj, t, b: at2(x_proj, t, b)
 
 
 def input_row_biased(x_proj, xrec, b_ih, t, b):
@@ -104,12 +193,12 @@ def _input_row_biased(x_proj, xrec, b_ih, t, b):
     if isinstance(x_proj, types.NoneType):
 
         def fused(x_proj, xrec, b_ih, t, b):
-            row = xrec[b]
+            row = at(xrec, b)
             add_into(b_ih, row)
             return row
 
         return fused
-    return lambda x_proj, xrec, b_ih, t, b: x_proj[t, b]
+    return lambda x_proj, xrec, b_ih, t, b: at2(x_proj, t, b)
 
 
 @njit(**_JIT)

@@ -27,6 +27,8 @@ from .. import config
 from .._math import drelu_kernel, dtanh_kernel, relu_kernel, tanh_kernel
 from ._common import (
     accumulate,
+    at,
+    at2,
     copy_into,
     finish_norms,
     input_row,
@@ -58,14 +60,15 @@ def elman_forward_rows(x_proj, x, w_ih_t, w_hh_t, bias, h0, use_relu, h_seq, y, 
     """
     w_hh_p = packed(w_hh_t)  # the tiles' panels, once for all steps
     for t in range(h_seq.shape[0]):
-        h_prev = h0 if t == 0 else h_seq[t - 1]
+        h_prev = h0 if t == 0 else at(h_seq, t - 1)
         rows_matmul(h_prev, w_hh_p, rec, lo, hi, blas)
         input_step(x_proj, x, w_ih_t, t, rec, lo, hi, True)
         for b in range(lo, hi):
             xp = input_row(x_proj, t, b)
-            _forward_row(xp, rec[b], bias, use_relu, h_seq[t, b])
+            h = at2(h_seq, t, b)
+            _forward_row(xp, at(rec, b), bias, use_relu, h)
             if y is not None:
-                copy_into(h_seq[t, b], y[b, t])
+                copy_into(h, at2(y, b, t))
 
 
 @njit(**_JIT)
@@ -105,12 +108,12 @@ def elman_backward_rows(dh_out, dout_bt, h_seq, w_hh, use_relu, dpre, dh, norms,
     for t in range(h_seq.shape[0] - 1, -1, -1):
         s = norms[t]
         for b in range(lo, hi):
-            d_out = dh_out[b, t] if dout_bt else dh_out[t, b]
-            s += _backward_row(dh[b], d_out, h_seq[t, b], use_relu, dpre[t, b])
+            d_out = at2(dh_out, b, t) if dout_bt else at2(dh_out, t, b)
+            s += _backward_row(at(dh, b), d_out, at2(h_seq, t, b), use_relu, at2(dpre, t, b))
         norms[t] = s
         if db is not None:
             accumulate(dpre[t, lo:hi], db)
-        rows_matmul(dpre[t], w_hh_p, dh, lo, hi, blas)  # dL/dh_{t-1} = dpre_t W_hh
+        rows_matmul(at(dpre, t), w_hh_p, dh, lo, hi, blas)  # dL/dh_{t-1} = dpre_t W_hh
 
 
 @njit(**_JIT)

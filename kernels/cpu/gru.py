@@ -31,12 +31,16 @@ from .._math import dsigmoid_kernel, dtanh_kernel, sigmoid_kernel, tanh_kernel
 from ._common import (
     accumulate,
     add_into,
+    at,
+    at2,
     copy_into,
     finish_norms,
     input_row_biased,
     input_step,
     packed,
+    quarters,
     rows_matmul,
+    span,
     use_blas,
 )
 from ._simd import wide_vectors
@@ -68,14 +72,15 @@ def gru_forward_rows(
     H = h0.shape[1]
     w_hh_p = packed(w_hh_t)  # the tiles' panels, once for all steps
     for t in range(h_seq.shape[0]):
-        h_prev = h0 if t == 0 else h_seq[t - 1]
+        h_prev = h0 if t == 0 else at(h_seq, t - 1)
         rows_matmul(h_prev, w_hh_p, rec, lo, hi, blas)
         input_step(x_proj, x, w_ih_t, t, xrec, lo, hi, False)
         for b in range(lo, hi):
             xp = input_row_biased(x_proj, xrec, b_ih, t, b)
-            _forward_row(xp, rec[b], b_hh, h_prev[b], gates[t, b], h_seq[t, b], H)
+            h = at2(h_seq, t, b)
+            _forward_row(xp, at(rec, b), b_hh, at(h_prev, b), at2(gates, t, b), h, H)
             if y is not None:
-                copy_into(h_seq[t, b], y[b, t])
+                copy_into(h, at2(y, b, t))
 
 
 @njit(**_JIT)
@@ -84,8 +89,8 @@ def _forward_row(xp, rec, b_hh, h_prev, g, h, H):
     one = h.dtype.type(1.0)
     for j in range(2 * H):  # r, z
         g[j] = sigmoid_kernel(xp[j] + rec[j] + b_hh[j])
-    r, z, gn, hn = g[:H], g[H : 2 * H], g[2 * H : 3 * H], g[3 * H :]
-    rn, bn, xn = rec[2 * H :], b_hh[2 * H :], xp[2 * H :]
+    r, z, gn, hn = quarters(g, H)
+    rn, bn, xn = span(rec, 2 * H, 3 * H), span(b_hh, 2 * H, 3 * H), span(xp, 2 * H, 3 * H)
     for j in range(H):
         hn[j] = rn[j] + bn[j]
     for j in range(H):
@@ -123,20 +128,21 @@ def gru_backward_rows(
     H = dh.shape[1]
     w_hh_p = packed(w_hh)  # the tiles' panels, once for all steps
     for t in range(h_seq.shape[0] - 1, -1, -1):
-        h_prev = h0 if t == 0 else h_seq[t - 1]
+        h_prev = h0 if t == 0 else at(h_seq, t - 1)
         s = norms[t]
         for b in range(lo, hi):
-            d_out = dh_out[b, t] if dout_bt else dh_out[t, b]
+            d_out = at2(dh_out, b, t) if dout_bt else at2(dh_out, t, b)
             s += _backward_row(
-                dh[b], d_out, gates[t, b], h_prev[b], dx_proj[t, b], dh_proj[t, b], direct[b], H
-            )
+                at(dh, b), d_out, at2(gates, t, b), at(h_prev, b), at2(dx_proj, t, b),
+                at2(dh_proj, t, b), at(direct, b), H,
+            )  # fmt: skip
         norms[t] = s
         if db_ih is not None:
             accumulate(dx_proj[t, lo:hi], db_ih)
             accumulate(dh_proj[t, lo:hi], db_hh)
-        rows_matmul(dh_proj[t], w_hh_p, dh, lo, hi, blas)
+        rows_matmul(at(dh_proj, t), w_hh_p, dh, lo, hi, blas)
         for b in range(lo, hi):
-            add_into(direct[b], dh[b])
+            add_into(at(direct, b), at(dh, b))
 
 
 @njit(**_JIT)
@@ -144,8 +150,8 @@ def _backward_row(dh, dh_out, g, h_prev, dx, dhp, direct, H):
     """dx_proj and dh_proj rows from dL/dh_t; direct = the skip term; returns ||dL/dh_t||."""
     wide_vectors()
     one = dh.dtype.type(1.0)
-    r, z, gn, hn = g[:H], g[H : 2 * H], g[2 * H : 3 * H], g[3 * H :]
-    dr, dz, dn = dx[:H], dx[H : 2 * H], dx[2 * H :]
+    r, z, gn, hn = quarters(g, H)
+    dr, dz, dn = span(dx, 0, H), span(dx, H, 2 * H), span(dx, 2 * H, 3 * H)
     sq = dh.dtype.type(0.0)
     for j in range(H):  # dh <- dL/dh_t
         v = dh[j] + dh_out[j]
@@ -161,7 +167,7 @@ def _backward_row(dh, dh_out, g, h_prev, dx, dhp, direct, H):
         dr[j] = dn[j] * hn[j] * dsigmoid_kernel(r[j])
     for j in range(2 * H):
         dhp[j] = dx[j]
-    hr = dhp[2 * H :]
+    hr = span(dhp, 2 * H, 3 * H)
     for j in range(H):
         hr[j] = dn[j] * r[j]
     return sqrt(sq)

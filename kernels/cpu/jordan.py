@@ -29,7 +29,7 @@ from numba import njit
 
 from .. import config
 from .._math import dtanh_kernel, tanh_kernel
-from ._common import add_into, finish_norms, packed, rows_matmul, use_blas
+from ._common import add_into, at, at2, finish_norms, packed, rows_matmul, use_blas
 
 _JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL, "nogil": True}
 
@@ -47,13 +47,13 @@ def jordan_forward_rows(x_proj, w_yh_t, w_hy_t, b_hy, y0, h_seq, y_seq, rec, lo,
     """jordan_forward for batch rows [lo, hi); rec: (B, H) scratch, rows lo:hi used."""
     w_yh_p, w_hy_p = packed(w_yh_t), packed(w_hy_t)  # the tiles' panels, once for all steps
     for t in range(x_proj.shape[0]):
-        y_prev = y0 if t == 0 else y_seq[t - 1]
+        y_prev = y0 if t == 0 else at(y_seq, t - 1)
         rows_matmul(y_prev, w_yh_p, rec, lo, hi, blas)
         for b in range(lo, hi):
-            _tanh_row(x_proj[t, b], rec[b], h_seq[t, b])
-        rows_matmul(h_seq[t], w_hy_p, y_seq[t], lo, hi, blas)
+            _tanh_row(at2(x_proj, t, b), at(rec, b), at2(h_seq, t, b))
+        rows_matmul(at(h_seq, t), w_hy_p, at(y_seq, t), lo, hi, blas)
         for b in range(lo, hi):
-            add_into(b_hy, y_seq[t, b])
+            add_into(b_hy, at2(y_seq, t, b))
 
 
 @njit(**_JIT)
@@ -81,12 +81,12 @@ def jordan_backward_rows(dy_out, h_seq, w_yh, w_hy, dy_tot, dpre, dy, dh, norms,
     for t in range(h_seq.shape[0] - 1, -1, -1):
         s = norms[t]
         for b in range(lo, hi):
-            s += _sum_row(dy[b], dy_out[t, b], dy_tot[t, b])
+            s += _sum_row(at(dy, b), at2(dy_out, t, b), at2(dy_tot, t, b))
         norms[t] = s
-        rows_matmul(dy_tot[t], w_hy_p, dh, lo, hi, blas)
+        rows_matmul(at(dy_tot, t), w_hy_p, dh, lo, hi, blas)
         for b in range(lo, hi):
-            _dtanh_row(dh[b], h_seq[t, b], dpre[t, b])
-        rows_matmul(dpre[t], w_yh_p, dy, lo, hi, blas)
+            _dtanh_row(at(dh, b), at2(h_seq, t, b), at2(dpre, t, b))
+        rows_matmul(at(dpre, t), w_yh_p, dy, lo, hi, blas)
 
 
 @njit(**_JIT)

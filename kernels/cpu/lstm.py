@@ -31,12 +31,16 @@ from .. import config
 from .._math import dsigmoid_kernel, dtanh_kernel, sigmoid_kernel, tanh_kernel
 from ._common import (
     accumulate,
+    at,
+    at2,
     copy_into,
     finish_norms,
     input_row,
     input_step,
     packed,
+    quarters,
     rows_matmul,
+    span,
     use_blas,
 )
 from ._simd import wide_vectors
@@ -68,15 +72,18 @@ def lstm_forward_rows(
     H = h0.shape[1]
     w_hh_p = packed(w_hh_t)  # the tiles' panels, once for all steps
     for t in range(gates.shape[0]):
-        h_prev = h0 if t == 0 else h_seq[t - 1]
-        c_prev = c0 if t == 0 else c_seq[t - 1]
+        h_prev = h0 if t == 0 else at(h_seq, t - 1)
+        c_prev = c0 if t == 0 else at(c_seq, t - 1)
         rows_matmul(h_prev, w_hh_p, rec, lo, hi, blas)
         input_step(x_proj, x, w_ih_t, t, rec, lo, hi, True)
         for b in range(lo, hi):
             xp = input_row(x_proj, t, b)
-            _forward_row(xp, rec[b], bias, c_prev[b], gates[t, b], c_seq[t, b], h_seq[t, b], H)
+            h = at2(h_seq, t, b)
+            _forward_row(
+                xp, at(rec, b), bias, at(c_prev, b), at2(gates, t, b), at2(c_seq, t, b), h, H
+            )
             if y is not None:
-                copy_into(h_seq[t, b], y[b, t])
+                copy_into(h, at2(y, b, t))
 
 
 @njit(**_JIT)
@@ -89,10 +96,10 @@ def _forward_row(xp, z, bias, c_prev, g, c, h, H):
     else:
         for j in range(4 * H):
             z[j] += xp[j] + bias[j]
-    _sigmoid_into(z[: 2 * H], g[: 2 * H])  # i, f
-    _tanh_into(z[2 * H : 3 * H], g[2 * H : 3 * H])  # g
-    _sigmoid_into(z[3 * H :], g[3 * H :])  # o
-    gi, gf, gg, go = g[:H], g[H : 2 * H], g[2 * H : 3 * H], g[3 * H :]
+    _sigmoid_into(span(z, 0, 2 * H), span(g, 0, 2 * H))  # i, f
+    _tanh_into(span(z, 2 * H, 3 * H), span(g, 2 * H, 3 * H))  # g
+    _sigmoid_into(span(z, 3 * H, 4 * H), span(g, 3 * H, 4 * H))  # o
+    gi, gf, gg, go = quarters(g, H)
     for j in range(H):
         cj = gf[j] * c_prev[j] + gi[j] * gg[j]
         c[j] = cj
@@ -137,17 +144,18 @@ def lstm_backward_rows(
     H = dh.shape[1]
     w_hh_p = packed(w_hh)  # the tiles' panels, once for all steps
     for t in range(gates.shape[0] - 1, -1, -1):
-        c_prev = c0 if t == 0 else c_seq[t - 1]
+        c_prev = c0 if t == 0 else at(c_seq, t - 1)
         s = norms[t]
         for b in range(lo, hi):
-            d_out = dh_out[b, t] if dout_bt else dh_out[t, b]
+            d_out = at2(dh_out, b, t) if dout_bt else at2(dh_out, t, b)
             s += _backward_row(
-                dh[b], d_out, dc[b], gates[t, b], c_seq[t, b], c_prev[b], dpre[t, b], H
-            )
+                at(dh, b), d_out, at(dc, b), at2(gates, t, b), at2(c_seq, t, b), at(c_prev, b),
+                at2(dpre, t, b), H,
+            )  # fmt: skip
         norms[t] = s
         if db is not None:
             accumulate(dpre[t, lo:hi], db)
-        rows_matmul(dpre[t], w_hh_p, dh, lo, hi, blas)  # dL/dh_{t-1} = dpre_t W_hh
+        rows_matmul(at(dpre, t), w_hh_p, dh, lo, hi, blas)  # dL/dh_{t-1} = dpre_t W_hh
 
 
 @njit(**_JIT)
@@ -158,8 +166,8 @@ def _backward_row(dh, dh_out, dc, g, c, c_prev, d, H):
     alias checks grow with the product of written and read arrays).
     """
     wide_vectors()
-    gi, gf, gg, go = g[:H], g[H : 2 * H], g[2 * H : 3 * H], g[3 * H :]
-    di, df, dg, do = d[:H], d[H : 2 * H], d[2 * H : 3 * H], d[3 * H :]
+    gi, gf, gg, go = quarters(g, H)
+    di, df, dg, do = quarters(d, H)
     sq = dh.dtype.type(0.0)
     for j in range(H):  # dh <- dL/dh_t
         v = dh[j] + dh_out[j]
