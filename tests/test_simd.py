@@ -141,3 +141,34 @@ def test_aligned_arrays_start_on_a_cache_line():
     got = addresses(5, 16, np.zeros(1))
     assert np.all(got[:, 0] == 0)
     np.testing.assert_array_equal(got[:, 1], 16 * (5 + np.arange(8)))
+
+
+def test_borrowed_views_read_and_write_the_parent(rng):
+    """at / at2 / span (kernels/cpu/_common.py): the same elements as numpy's indexing, writes
+    land in the parent, and the parent's reference count is left alone."""
+    import sys
+
+    from numba import njit
+    from seqbench.kernels.cpu._common import aligned_copy, at, at2, span
+
+    @njit
+    def views(a, t, b, lo, hi):
+        row = at2(a, t, b)
+        part = span(row, lo, hi)
+        part[0] = -1.0  # lands in a[t, b, lo]
+        plane = at(a, t)
+        return plane.shape[0], plane.shape[1], plane[b, hi - 1], part.shape[0], part.sum()
+
+    a = rng.standard_normal((3, 4, 9))
+    want = a.copy()
+    want[2, 1, 3] = -1.0
+    refs = sys.getrefcount(a)
+    rows, cols, last, n, total = views(a, 2, 1, 3, 7)
+    assert sys.getrefcount(a) == refs
+    np.testing.assert_array_equal(a, want)
+    assert (rows, cols, n) == (4, 9, 4)
+    assert last == want[2, 1, 6] and total == pytest.approx(want[2, 1, 3:7].sum())
+    w = rng.standard_normal((5, 7)).astype(np.float32)
+    c = aligned_copy(w)
+    np.testing.assert_array_equal(c, w)
+    assert c.ctypes.data % 64 == 0
