@@ -58,7 +58,7 @@ def elman_forward_rows(x_proj, x, w_ih_t, w_hh_t, bias, h0, use_relu, h_seq, y, 
     x (B, T, I) batch-first, projected here step by step with w_ih_t (I, H). bias: (H,), all
     biases. y: (B, T, H), a batch-first copy of h_seq to fill, or None. rec: (B, H) scratch.
     """
-    w_hh_p = packed(w_hh_t)  # the tiles' panels, once for all steps
+    w_hh_p = packed(w_hh_t, hi - lo)  # the tiles' panels, once for all steps
     for t in range(h_seq.shape[0]):
         h_prev = h0 if t == 0 else at(h_seq, t - 1)
         rows_matmul(h_prev, w_hh_p, rec, lo, hi, blas)
@@ -104,7 +104,7 @@ def elman_backward_rows(dh_out, dout_bt, h_seq, w_hh, use_relu, dpre, dh, norms,
     out. norms: (T,), each row's ||dL/dh_t|| added to norms[t]. db: (H,) float64, the sum of
     the dpre rows added to it (the bias gradient), or None.
     """
-    w_hh_p = packed(w_hh)  # the tiles' panels, once for all steps
+    w_hh_p = packed(w_hh, hi - lo)  # the tiles' panels, once for all steps
     for t in range(h_seq.shape[0] - 1, -1, -1):
         s = norms[t]
         for b in range(lo, hi):

@@ -70,7 +70,7 @@ def gru_forward_rows(
     fill, or None. rec: (B, 3H) scratch.
     """
     H = h0.shape[1]
-    w_hh_p = packed(w_hh_t)  # the tiles' panels, once for all steps
+    w_hh_p = packed(w_hh_t, hi - lo)  # the tiles' panels, once for all steps
     for t in range(h_seq.shape[0]):
         h_prev = h0 if t == 0 else at(h_seq, t - 1)
         rows_matmul(h_prev, w_hh_p, rec, lo, hi, blas)
@@ -126,7 +126,7 @@ def gru_backward_rows(
     bias gradients), or None.
     """
     H = dh.shape[1]
-    w_hh_p = packed(w_hh)  # the tiles' panels, once for all steps
+    w_hh_p = packed(w_hh, hi - lo)  # the tiles' panels, once for all steps
     for t in range(h_seq.shape[0] - 1, -1, -1):
         h_prev = h0 if t == 0 else at(h_seq, t - 1)
         s = norms[t]

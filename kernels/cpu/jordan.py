@@ -45,7 +45,8 @@ def jordan_forward(x_proj, w_yh_t, w_hy_t, b_hy, y0, h_seq, y_seq):
 @njit(cache=config.CACHE, **_JIT)
 def jordan_forward_rows(x_proj, w_yh_t, w_hy_t, b_hy, y0, h_seq, y_seq, rec, lo, hi, blas):
     """jordan_forward for batch rows [lo, hi); rec: (B, H) scratch, rows lo:hi used."""
-    w_yh_p, w_hy_p = packed(w_yh_t), packed(w_hy_t)  # the tiles' panels, once for all steps
+    rows = hi - lo
+    w_yh_p, w_hy_p = packed(w_yh_t, rows), packed(w_hy_t, rows)  # once for all steps
     for t in range(x_proj.shape[0]):
         y_prev = y0 if t == 0 else at(y_seq, t - 1)
         rows_matmul(y_prev, w_yh_p, rec, lo, hi, blas)
@@ -77,7 +78,8 @@ def jordan_backward(dy_out, dy_last, h_seq, w_yh, w_hy, dy_tot, dpre, dy0, dh_no
 def jordan_backward_rows(dy_out, h_seq, w_yh, w_hy, dy_tot, dpre, dy, dh, norms, lo, hi, blas):
     """jordan_backward for batch rows [lo, hi). dy: (B, O), dL/dy_T in, dL/dy0 out; dh: (B, H)
     scratch; norms: (T,), each row's ||dL/dy_t|| added to norms[t]."""
-    w_hy_p, w_yh_p = packed(w_hy), packed(w_yh)  # the tiles' panels, once for all steps
+    rows = hi - lo
+    w_hy_p, w_yh_p = packed(w_hy, rows), packed(w_yh, rows)  # once for all steps
     for t in range(h_seq.shape[0] - 1, -1, -1):
         s = norms[t]
         for b in range(lo, hi):

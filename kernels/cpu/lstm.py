@@ -70,7 +70,7 @@ def lstm_forward_rows(
     batch-first copy of h_seq to fill, or None. rec: (B, 4H) scratch, rows lo:hi used.
     """
     H = h0.shape[1]
-    w_hh_p = packed(w_hh_t)  # the tiles' panels, once for all steps
+    w_hh_p = packed(w_hh_t, hi - lo)  # the tiles' panels, once for all steps
     for t in range(gates.shape[0]):
         h_prev = h0 if t == 0 else at(h_seq, t - 1)
         c_prev = c0 if t == 0 else at(c_seq, t - 1)
@@ -142,7 +142,7 @@ def lstm_backward_rows(
     db: (4H,) float64, the sum of the dpre rows added to it (the bias gradient), or None.
     """
     H = dh.shape[1]
-    w_hh_p = packed(w_hh)  # the tiles' panels, once for all steps
+    w_hh_p = packed(w_hh, hi - lo)  # the tiles' panels, once for all steps
     for t in range(gates.shape[0] - 1, -1, -1):
         c_prev = c0 if t == 0 else at(c_seq, t - 1)
         s = norms[t]
