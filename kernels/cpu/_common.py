@@ -44,6 +44,13 @@ def _borrowed(context, builder, ty, data, shape, strides, itemsize):
     return out._getvalue()
 
 
+def _count(builder, dims):  # elements of an array of shape dims
+    n = dims[0]
+    for d in dims[1:]:
+        n = builder.mul(n, d)
+    return n
+
+
 @intrinsic
 def at(typingctx, a, i):
     """a[i] of a C-contiguous array (ndim >= 2), borrowed (see above)."""
@@ -76,13 +83,6 @@ def at2(a, i, j):
 def quarters(a, H):
     """The four (H,) parts of a (4H,) row (LSTM's gates; GRU's r, z, n and W_hn h), borrowed."""
     return span(a, 0, H), span(a, H, 2 * H), span(a, 2 * H, 3 * H), span(a, 3 * H, 4 * H)
-
-
-def _count(builder, dims):  # elements of an array of shape dims
-    n = dims[0]
-    for d in dims[1:]:
-        n = builder.mul(n, d)
-    return n
 
 
 @intrinsic

@@ -100,6 +100,16 @@ def _accumulating_loop(builder, name, k0, k1, stride, init, step):
     return final
 
 
+def _pairwise_sum(builder, values):
+    """IR of (v0 + v1) + (v2 + v3) + ...: partial sums of separate accumulator sets."""
+    while len(values) > 1:
+        values = [
+            builder.fadd(values[m], values[m + 1]) if m + 1 < len(values) else values[m]
+            for m in range(0, len(values), 2)
+        ]
+    return values[0]
+
+
 def _make_tile(R, V, KS=1):
     """An intrinsic tile(a, w, out, r, n, wn, k0, k1, add):
 
@@ -195,10 +205,9 @@ def _make_tile(R, V, KS=1):
                 sets = _accumulating_loop(
                     builder, "tile", k0v, kk, KS, init + [zero] * (R * V * (KS - 1)), step
                 )
-                final = _accumulating_loop(builder, "rest", kk, k1v, 1, sets[: R * V], pass_k)
-                for s in range(1, KS):  # sums: set 0 + set 1 + ...
-                    part = sets[s * R * V : (s + 1) * R * V]
-                    final = [builder.fadd(x, y) for x, y in zip(final, part, strict=True)]
+                n = R * V
+                first = _accumulating_loop(builder, "rest", kk, k1v, 1, sets[:n], pass_k)
+                final = [_pairwise_sum(builder, [first[v], *sets[n + v :: n]]) for v in range(n)]
             for x, p in zip(final, optrs, strict=True):
                 builder.store(x, p, align=width)
             return context.get_dummy_value()
@@ -419,12 +428,7 @@ def make_sparse_row(width, group):
                 return new
 
             final = _accumulating_loop(builder, "row", k0, k1, group, init, step)
-            while len(final) > 1:  # pairwise: (a0 + a1) + (a2 + a3)
-                final = [
-                    builder.fadd(final[m], final[m + 1]) if m + 1 < len(final) else final[m]
-                    for m in range(0, len(final), 2)
-                ]
-            builder.store(final[0], optr, align=size)
+            builder.store(_pairwise_sum(builder, final), optr, align=size)
             return context.get_dummy_value()
 
         return sig, codegen
