@@ -20,6 +20,12 @@ while torch's times did not move (GRU, both shapes of the goals, 0.25 s against 
   ``module(x)[0].sum().backward()``; parameter gradients included on both sides.
 
 torch is optional: without it the torch columns show '-'.
+
+``--roofline`` adds a second table: each side's rate in GFLOP/s of its matrix products (every
+weight matrix meets every series and step once in a forward, twice more in a backward: the
+input's and the weight's gradient), and that rate as a share of the machine's GEMM peak, a
+square BLAS GEMM on the same threads (``gemm_peak``). A ratio goal that needs more than the
+peak cannot be met by a faster kernel, only by doing less work.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ DEFAULT_CELLS = ("lstm", "gru", "elman")
 DEFAULT_SHAPES = ("32,100,10,128", "1,1000,1,64", "128,100,64,512")
 DTYPES = ("float32", "float64")
 SETTLE_S = 0.02  # pause before each timed call: the other side's idle threads go to sleep
+PEAK_N = {"float32": 1536, "float64": 1024}  # square GEMMs long enough for BLAS's steady rate
 
 
 def add_arguments(parser) -> None:
@@ -63,6 +70,12 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--repeat", type=int, default=5, help="timed rounds after warm-up")
     parser.add_argument("--backend", default="numba", help="seqbench backend (default: numba)")
+    parser.add_argument(
+        "--roofline",
+        action="store_true",
+        help="also print GFLOP/s of the matrix products and their share of this machine's "
+        "GEMM peak",
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -196,12 +209,36 @@ def measure(cell, shape, dtype, repeat=5, backend="numba", with_torch=True) -> d
         for name, side in sides.items():
             times[f"{name}_train"].append(_timed(side.train_step))
     out = {"cell": cell, "shape": tuple(shape), "dtype": dtype, "first_call_s": compile_s}
+    out["gflop_fwd"] = gemm_flops(ours.model, shape[0], shape[1]) / 1e9
+    out["gflop_train"] = 3 * out["gflop_fwd"]
     for key in ("seqbench_fwd", "seqbench_train", "torch_fwd", "torch_train"):
         out[key] = 1e3 * statistics.median(times[key]) if key in times else None
     for kind in ("fwd", "train"):
         ts, ss = out[f"torch_{kind}"], out[f"seqbench_{kind}"]
         out[f"ratio_{kind}"] = ts / ss if ts is not None else None
     return out
+
+
+def gemm_flops(model, B, T) -> float:
+    """FLOPs of one forward's matrix products: each weight matrix (W_ih, W_hh, Jordan's W_hy)
+    multiplies every series' input or state once a step, 2 FLOPs a weight. Gate functions and
+    other elementwise work are left out. A backward does two products per forward one (the
+    gradient of the input and of the weights): a train step is 3x this."""
+    weights = sum(np.size(v) for v in model.state_dict().values() if np.ndim(v) == 2)
+    return 2.0 * B * T * weights
+
+
+def gemm_peak(dtype, repeat=5) -> float:
+    """GFLOP/s of the best of ``repeat`` square GEMMs (PEAK_N) through BLAS on seqbench's
+    threads (numba_cpu.gemm: rows split over the threads, one BLAS thread each): about the
+    most the recurrent products of a kernel can reach on this machine."""
+    from .backends.numba_cpu import gemm
+
+    n = PEAK_N[dtype]
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
+    best = min(_timed(lambda: gemm(a, b)) for _ in range(repeat))
+    return 2.0 * n**3 / best / 1e9
 
 
 # ---------------------------------------------------------------- command
@@ -232,12 +269,17 @@ def main(args) -> int:
         "ratio",
     ):
         table.add_column(col, justify="right")
+    rows, peaks = [], {}
     with console.status("timing...") as status:
         for dtype in dtypes:
+            if args.roofline:
+                status.update(f"timing a {PEAK_N[dtype]}^3 GEMM ({dtype})")
+                peaks[dtype] = gemm_peak(dtype)
             for shape in shapes:
                 for cell in cells:
                     status.update(f"timing {cell} {shape} {dtype}")
                     r = measure(cell, shape, dtype, args.repeat, args.backend)
+                    rows.append(r)
                     table.add_row(
                         cell,
                         ",".join(map(str, shape)),
@@ -250,7 +292,44 @@ def main(args) -> int:
                         _ratio(r["ratio_train"]),
                     )
     console.print(table)
+    if args.roofline:
+        console.print(roofline_table(rows, peaks, threads))
     return 0
+
+
+def roofline_table(rows, peaks, threads):
+    """GFLOP/s of each side's matrix products and their share of the GEMM peak per dtype."""
+    from rich.table import Table
+
+    peak_text = ", ".join(f"{v:.0f} GFLOP/s {k}" for k, v in peaks.items())
+    table = Table(
+        title=f"matrix-product rate, {threads} threads",
+        caption=f"GEMM peak here (BLAS, square, {threads} threads): {peak_text}; "
+        "FLOPs of the matrix products only (gate functions left out)",
+    )
+    for col in ("cell", "B,T,I,H", "dtype"):
+        table.add_column(col)
+    for col in ("GFLOP fwd", "seqbench fwd", "torch fwd", "seqbench train", "torch train"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        peak = peaks[r["dtype"]]
+        rates = [
+            _rate(r[f"gflop_{kind}"], r[f"{side}_{kind}"], peak)
+            for kind in ("fwd", "train")
+            for side in ("seqbench", "torch")
+        ]
+        table.add_row(
+            r["cell"], ",".join(map(str, r["shape"])), r["dtype"], f"{r['gflop_fwd']:.3g}", *rates
+        )
+    return table
+
+
+def _rate(gflop, ms, peak):
+    """'GFLOP/s (share of peak)' of gflop done in ms; '-' without a time."""
+    if ms is None:
+        return "-"
+    rate = gflop / (ms / 1e3)
+    return f"{rate:.1f} ({rate / peak:.0%})"
 
 
 def gate_functions() -> str:

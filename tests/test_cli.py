@@ -147,6 +147,30 @@ def test_bench_prints_the_side_by_side_table(capsys):
     assert "gates: float32 approximate, float64 exact" in " ".join(text.split())
 
 
+def test_bench_roofline_counts_the_products_and_rates_them_against_a_gemm(capsys):
+    """--roofline: a second table with each side's GFLOP/s and share of the GEMM peak; the
+    FLOP count is 2 B T (gates H (I + H)) for a cell, W_hy included for Jordan."""
+    import re
+
+    import seqbench as sb
+    from seqbench.bench import _torch, gemm_flops
+
+    lstm, jordan = sb.build_model("lstm", 3, 5), sb.build_model("jordan", 3, 5)
+    assert gemm_flops(lstm, 2, 7) == 2 * 2 * 7 * 4 * 5 * (3 + 5)
+    assert gemm_flops(jordan, 2, 7) == 2 * 2 * 7 * 5 * (3 + 5 + 5)
+    argv = ["bench", "--cells", "lstm", "--shapes", "2,3,2,4", "--repeat", "1", "--roofline"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    rows = [line for line in text.splitlines() if "2,3,2,4" in line]
+    assert len(rows) == 2  # the timing table's row, then the roofline table's
+    gflop = 2 * 2 * 3 * 16 * (2 + 4) / 1e9
+    assert f"{gflop:.3g}" in rows[1]
+    shares = re.findall(r"\((\d+)%\)", rows[1])
+    assert len(shares) == (4 if _torch() is not None else 2)
+    peak = re.search(r"GEMM peak here .*?: (\d+) GFLOP/s float32", " ".join(text.split()))
+    assert peak and int(peak.group(1)) > 0
+
+
 @pytest.mark.parametrize(
     "args, match",
     [

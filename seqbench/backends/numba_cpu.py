@@ -16,7 +16,7 @@ loop ran ~20x slower (DESIGN.md section 6). A per-step product of at least
 thresholds are off by default (measured in kernels/config.py).
 
 The time-independent GEMMs go through numpy's BLAS, held to one thread, with the rows of the
-product split over seqbench's threads (``_gemm``): an OpenBLAS thread spins for ~0.1 s after
+product split over seqbench's threads (``gemm``): an OpenBLAS thread spins for ~0.1 s after
 each call, taking a core from the kernels that follow. numba's ``np.dot`` calls scipy's BLAS,
 and the numpy and scipy wheels each bring an OpenBLAS: scipy's build (0.3.30) ran these GEMMs
 3-13x slower than numpy's (0.3.31), e.g. (3200 x 512)^T (3200 x 128) 6.8 ms vs 2.3 ms, so
@@ -173,7 +173,7 @@ def _norms(part, B):  # (blocks, T) sums of ||dL/dh_t|| over each block's rows -
 _SPLIT_GEMM_MACS = 1 << 18
 
 
-def _gemm(a, b, trans_a=False, trans_b=False):
+def gemm(a, b, trans_a=False, trans_b=False):
     """op(a) @ op(b) of 2-D arrays, C-contiguous, through numpy's BLAS on seqbench's threads.
 
     BLAS is held to one thread and the rows of the product are split over seqbench's pool
@@ -220,7 +220,7 @@ def _time_major(a):  # (B, T, F) -> C-contiguous (T, B, F)
 
 def _project(x_tm, w, b=None):  # (T, B, I) @ (G, I)^T [+ (G,)] -> (T, B, G), one GEMM
     T, B, I = x_tm.shape
-    out = _gemm(x_tm.reshape(T * B, I), w, trans_b=True)
+    out = gemm(x_tm.reshape(T * B, I), w, trans_b=True)
     if b is not None:
         out += b
     return out.reshape(T, B, w.shape[0])
@@ -237,12 +237,12 @@ def _input_side(x, w_ih, b_ih=None):
 
 
 def _wgrad(d, inp):  # sum_t d_t^T inp_t: (T, B, G), (T, B, K) -> (G, K), one GEMM
-    return _gemm(d.reshape(-1, d.shape[2]), inp.reshape(-1, inp.shape[2]), trans_a=True)
+    return gemm(d.reshape(-1, d.shape[2]), inp.reshape(-1, inp.shape[2]), trans_a=True)
 
 
 def _wgrad_prev(d, seq, first):
     """sum_t d_t^T s_{t-1} with s_{-1} = first: (T, B, G), (T, B, K), (B, K) -> (G, K)."""
-    g = _gemm(d[0], first, trans_a=True)
+    g = gemm(d[0], first, trans_a=True)
     if d.shape[0] > 1:
         g += _wgrad(d[1:], seq[:-1])
     return g
@@ -257,7 +257,7 @@ def _input_grads(dx_proj, x_tm, p):
 def _wx_grads(dx_proj, x_tm, p):
     """{"weight_ih": dL/dW_ih, "input": dL/dx (T, B, I)} from dL/d(x W_ih^T): two GEMMs."""
     T, B, G = dx_proj.shape
-    dx = _gemm(dx_proj.reshape(T * B, G), p["weight_ih"]).reshape(T, B, -1)
+    dx = gemm(dx_proj.reshape(T * B, G), p["weight_ih"]).reshape(T, B, -1)
     return {"weight_ih": _wgrad(dx_proj, x_tm), "input": dx}
 
 
