@@ -186,14 +186,26 @@ def _compare(label, fns, per, repeat):
     return out
 
 
-def _kernel_only(model, u):
+def _kernel_only(model, u, threads=None):
     """The forward's compute without its allocation: states into a preallocated array (a
-    fresh 2.6 GB array costs seconds of first-touch page faults on a VM)."""
+    fresh 2.6 GB array costs seconds of first-touch page faults on a VM); on ``threads``
+    threads (default: all seqbench uses)."""
+    from seqbench.backends import numba_cpu
+
     states = np.empty((u.shape[0], u.shape[1], model.hidden_size))
     p = model.params
     inputs = (u, np.ascontiguousarray(p["weight_ih_l0"].T), p["bias_hh_l0"])  # fused input
     s0 = np.zeros((u.shape[0], model.hidden_size))
-    return lambda: model._run_numba(inputs, states, s0, None)
+
+    def run():
+        old = numba_cpu.get_num_threads()
+        numba_cpu.set_num_threads(threads or old)
+        try:
+            model._run_numba(inputs, states, s0, None)
+        finally:
+            numba_cpu.set_num_threads(old)
+
+    return run
 
 
 def main(repeat=3):
@@ -213,11 +225,19 @@ def main(repeat=3):
         {
             "seqbench forward": lambda: model.forward(u1),
             "seqbench kernel": _kernel_only(model, u1),
+            "seqbench kernel, 1 thread": _kernel_only(model, u1, threads=1),
             "reservoirpy": lambda: _run_reservoirpy(res, u1),
         },
-        {"seqbench forward": STEPS, "seqbench kernel": STEPS, "reservoirpy": STEPS},
+        dict.fromkeys(
+            ("seqbench forward", "seqbench kernel", "seqbench kernel, 1 thread", "reservoirpy"),
+            STEPS,
+        ),
         repeat,
     )
+    nnz = model.params["weight_hh_l0"].nnz
+    for k in ("seqbench kernel", "seqbench kernel, 1 thread"):
+        # a step is bound by its nnz indexed loads x[j] (the gather unit's throughput)
+        print(f"  one series, {k}: {1e9 * one[k][0] / nnz:.2f} ns a nonzero ({nnz} nonzeros)")
     batch = _compare(
         f"batch of {BATCH}",
         {
