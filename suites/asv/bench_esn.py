@@ -198,14 +198,17 @@ def _kernel_only(model, u, threads=None):
     s0 = np.zeros((u.shape[0], model.hidden_size))
 
     def run():
+        model._run_numba(inputs, states, s0, None)
+
+    def run_on_threads():
         old = numba_cpu.get_num_threads()
-        numba_cpu.set_num_threads(threads or old)
+        numba_cpu.set_num_threads(threads)
         try:
-            model._run_numba(inputs, states, s0, None)
+            run()
         finally:
             numba_cpu.set_num_threads(old)
 
-    return run
+    return run if threads is None else run_on_threads
 
 
 def main(repeat=3):
