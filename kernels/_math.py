@@ -186,6 +186,7 @@ _INV_LN2_64 = 1.4426950408889634
 _LN2_HI_64 = 6.93147180369123816490e-01  # Cody-Waite: ln 2 = hi + lo, hi * k exact
 _LN2_LO_64 = 1.90821492927058770002e-10
 _EXP64_LO, _EXP64_HI = -708.0, 709.0  # 2^k a normal float64 inside
+_TANH64_ONE = 20.0  # tanh(z) rounds to +-1 for |z| > 19.1
 _SIG64_LO = -709.0
 
 
@@ -228,35 +229,10 @@ def _fma64(typingctx, a, b, c):
     return types.float64(types.float64, types.float64, types.float64), codegen
 
 
-@njit(inline="always", fastmath=config.FASTMATH)
-def exp_f64(x):
-    """e^x in float64, branch-free; see the module docstring for bounds."""
-    x = _EXP64_HI if x > _EXP64_HI else x  # NaN passes both clamps
-    x = _EXP64_LO if x < _EXP64_LO else x
-    k = np.floor(x * _INV_LN2_64 + 0.5)
-    k = k if k >= -1022.0 else -1022.0  # also maps NaN to a defined integer
-    k = k if k <= 1023.0 else 1023.0
-    r = _reduce_ln2(np.float64(x), k)
-    e = r * (1.0 / 479001600.0 + r * (1.0 / 6227020800.0))
-    e = r * (1.0 / 3628800.0 + r * (1.0 / 39916800.0 + e))
-    e = r * (1.0 / 40320.0 + r * (1.0 / 362880.0 + e))
-    e = r * (1.0 / 720.0 + r * (1.0 / 5040.0 + e))
-    e = r * (1.0 / 24.0 + r * (1.0 / 120.0 + e))
-    e = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + e)))
-    return e * _pow2i64(np.int64(k))
-
-
-@njit(inline="always", fastmath=config.FASTMATH)
-def sigmoid_f64(x):
-    s = 1.0 / (1.0 + exp_f64(-x))
-    return 0.0 if x < _SIG64_LO else s
-
-
 # expm1(r) = r + r^2 (E0 + E1 r + ... + E11 r^11) on |r| <= ln2/2: Taylor, E_n = 1/(n + 2)!
 # (truncation < 2e-17 relative), evaluated by Estrin's scheme: four FMA levels deep instead of
 # Horner's twelve, so that consecutive vectors overlap.
 _E = tuple(1.0 / math.factorial(n + 2) for n in range(12))
-_TANH64_ONE = 20.0  # tanh(z) rounds to +-1 for |z| > 19.1
 
 
 @njit(inline="always", fastmath=config.FASTMATH)
@@ -267,6 +243,25 @@ def _expm1_reduced(r):
     mid = (_E[4] + r * _E[5]) + r2 * (_E[6] + r * _E[7])
     hi = (_E[8] + r * _E[9]) + r2 * (_E[10] + r * _E[11])
     return r + r2 * (lo + r4 * (mid + r4 * hi))
+
+
+@njit(inline="always", fastmath=config.FASTMATH)
+def exp_f64(x):
+    """e^x in float64, branch-free; see the module docstring for bounds."""
+    x = _EXP64_HI if x > _EXP64_HI else x  # NaN passes both clamps
+    x = _EXP64_LO if x < _EXP64_LO else x
+    k = np.floor(x * _INV_LN2_64 + 0.5)
+    k = k if k >= -1022.0 else -1022.0  # also maps NaN to a defined integer
+    k = k if k <= 1023.0 else 1023.0
+    r = _reduce_ln2(np.float64(x), k)
+    two_k = _pow2i64(np.int64(k))
+    return _fma64(two_k, _expm1_reduced(r), two_k)  # 2^k e^r = 2^k (1 + expm1 r)
+
+
+@njit(inline="always", fastmath=config.FASTMATH)
+def sigmoid_f64(x):
+    s = 1.0 / (1.0 + exp_f64(-x))
+    return 0.0 if x < _SIG64_LO else s
 
 
 @njit(inline="always", fastmath=config.FASTMATH)
