@@ -40,16 +40,17 @@ the time loop when it is small (``input_at``):
   of x), not an FMA latency; the state starts on a cache line (``_simd.empty_aligned``) so that
   no row load straddles two. The input of a chunk is projected for all 16 lanes at once
   (``chunk_inputs``). Measured at B = 32, T = 1000, two threads: 13.6 -> 7.1 us per
-  series-step (one thread, 16 series: 16.3 -> 9.0, of which the product ~5.5, tanh ~1.4,
-  input and transposes ~2.7). Chunks of 32 series (a third fewer loads per series) ran no
-  faster on one thread, and a batch of 32 would then leave the second thread idle.
+  series-step (one thread, 16 series: 16.3 -> 9.0; with today's tanh_f64 8.4, of which the
+  product ~5.4, tanh and the leak ~1.2, input ~0.5, transposes into ``states`` ~1.0).
+  Chunks of 32 series (a third fewer loads per series) ran no faster on one thread, and a
+  batch of 32 would then leave the second thread idle.
 
-tanh is a branch-free rational/exp evaluation in float64 (``tanh_f64``: at most 4 ulp, 5e-16
-absolute, from the correctly rounded value; tested) that LLVM vectorises (unlike _math's
-float32 ``tanh_fast``, it keeps float64 states equal to NumPy's to 1e-12); ``math.tanh`` is
-a scalar libm call that costs ~15 ns and dominates a batched step. The kernels use numba's
-NumPy error model so that float division carries no ZeroDivisionError branch, which would
-block vectorisation.
+tanh is a branch-free expm1-based evaluation in float64 (``tanh_f64``: at most 4 ulp, 5e-16
+absolute, from the correctly rounded value; tested; ~1 ns an element) that LLVM vectorises
+(unlike _math's float32 ``tanh_fast``, it keeps float64 states equal to NumPy's to 1e-12);
+``math.tanh`` is a scalar libm call that costs ~15 ns and dominates a batched step. The
+kernels use numba's NumPy error model so that float division carries no ZeroDivisionError
+branch, which would block vectorisation.
 """
 
 import numpy as np
