@@ -449,6 +449,8 @@ class EchoStateNetwork:
         from ..backends import numba_cpu
 
         states = common[3]
+        if common[5].shape[0] == 0:  # no output feedback: compiled out of the kernels
+            common = (*common[:4], *kernels._NO_FEEDBACK)
         B, _, N = states.shape
         threads = numba_cpu.get_num_threads()
         if B >= 4 * threads:
