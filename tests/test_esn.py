@@ -113,6 +113,30 @@ def test_threaded_sparse_kernels_take_a_large_input_projected(B, two_threads, rn
     np.testing.assert_allclose(fast.forward(x)[0], ref.forward(x)[0], rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batch_major_transpose_every_alignment_and_remainder(dtype, rng):
+    """The chunk kernels' state write: 8 x 8 register blocks, streaming stores when every row
+    of states[b0:b0+n, t] starts at the same offset from a 64-byte line (N = 1000), plain
+    stores otherwise (N = 300, T = 7), and the units and series past the blocks."""
+    from numba import njit
+    from seqbench.kernels.cpu.esn import _to_batch_major
+
+    @njit
+    def write(x, states, t, b0, n):
+        _to_batch_major(x, states, t, b0, n)
+
+    cases = [(20, 5, 1000, 2, 16), (20, 7, 300, 0, 17), (9, 3, 13, 1, 8), (4, 2, 5, 0, 3)]
+    for B, T, N, b0, n in cases:
+        for offset in (0, 1, 3):  # the array's start: on a line, or 1 or 3 elements past
+            buf = np.zeros(B * T * N + 8, dtype=dtype)
+            states = buf[offset : offset + B * T * N].reshape(B, T, N)
+            x = rng.standard_normal((N + 1, 24)).astype(dtype)
+            expected = states.copy()
+            expected[b0 : b0 + n, T - 1] = x[:N, :n].T
+            write(x, states, T - 1, b0, n)
+            np.testing.assert_array_equal(states, expected)
+
+
 def test_spin_barrier_orders_every_step_across_threads(two_threads):
     from numba import njit
     from seqbench.kernels.cpu._sync import STRIDE, barrier

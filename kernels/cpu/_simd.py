@@ -434,3 +434,81 @@ def make_sparse_row(width, group):
         return sig, codegen
 
     return row
+
+
+# 8 x 8 transpose in three rounds of two-source shuffles: pairs of elements, then pairs of
+# pairs, then halves (LLVM turns each into one unpack or permute instruction).
+_ROUNDS = (
+    (1, [0, 8, 2, 10, 4, 12, 6, 14], [1, 9, 3, 11, 5, 13, 7, 15]),
+    (2, [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]),
+    (4, [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]),
+)
+
+
+def _transpose8_ir(builder, rows):
+    """IR of the 8 x 8 transpose of ``rows`` (8 vectors of 8): out[j][k] = rows[k][j]."""
+    mask_t = ir.VectorType(ir.IntType(32), 8)
+    v = list(rows)
+    for span, lo, hi in _ROUNDS:
+        out = [None] * 8
+        for a in range(8):
+            if not a & span:
+                b = a | span  # the partner vector of this round
+                out[a] = builder.shuffle_vector(v[a], v[b], ir.Constant(mask_t, lo))
+                out[b] = builder.shuffle_vector(v[a], v[b], ir.Constant(mask_t, hi))
+        v = out
+    return v
+
+
+def _make_transpose8(stream):
+    """An intrinsic transpose8(src, dst, i0, j0): dst[j0 + j, i0 + k] = src[i0 + k, j0 + j]
+    for j, k < 8, an 8 x 8 block moved between a unit-major array and a series-major one in
+    registers (eight vector loads, 24 shuffles, eight vector stores) instead of 64 strided
+    scalar copies. src, dst: 2-D, one float dtype, each row contiguous (dst may be a strided
+    view such as states[b0:b1, t]); the caller keeps the block in range.
+
+    ``stream``: the stores are non-temporal (they bypass the cache, so a line written whole
+    is not first read from memory), and each row of the block must start on a 64-byte
+    boundary."""
+
+    @intrinsic
+    def transpose8(typingctx, src, dst, i0, j0):
+        if not all(isinstance(a, types.Array) and a.ndim == 2 for a in (src, dst)):
+            return None
+        if src.dtype not in (types.float32, types.float64) or dst.dtype != src.dtype:
+            return None
+        sig = types.void(src, dst, types.intp, types.intp)
+
+        def codegen(context, builder, signature, args):
+            sty, dty = signature.args[:2]
+            S = context.make_array(sty)(context, builder, args[0])
+            D = context.make_array(dty)(context, builder, args[1])
+            i0, j0 = args[2], args[3]
+            vty = ir.VectorType(context.get_value_type(sty.dtype), 8)
+            size = sty.dtype.bitwidth // 8
+            nontemporal = builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)])
+
+            def at(ary_t, ary, r, c):
+                ptr = cgutils.get_item_pointer(context, builder, ary_t, ary, [r, c])
+                return builder.bitcast(ptr, vty.as_pointer())
+
+            def plus(a, k):
+                return builder.add(a, ir.Constant(a.type, k))
+
+            rows = [builder.load(at(sty, S, plus(i0, k), j0), align=size) for k in range(8)]
+            for j, col in enumerate(_transpose8_ir(builder, rows)):
+                ptr = at(dty, D, plus(j0, j), i0)
+                if stream:
+                    store = builder.store(col, ptr, align=8 * size)
+                    store.set_metadata("nontemporal", nontemporal)
+                else:
+                    builder.store(col, ptr, align=size)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return transpose8
+
+
+transpose8 = _make_transpose8(stream=False)
+transpose8_stream = _make_transpose8(stream=True)
