@@ -59,7 +59,7 @@ from numba.extending import overload
 
 from .. import config
 from .._math import tanh_f64
-from ._simd import empty_aligned, make_sparse_row, transpose8, transpose8_stream
+from ._simd import empty_aligned, make_sparse_row, store_fence, transpose8, transpose8_stream
 from ._sync import barrier
 
 
@@ -279,8 +279,9 @@ def esn_forward_csr(
 
 # Without output feedback the threaded kernels take None for w_fb, w_out, b_out, y0 and
 # outputs: numba prunes the ``is not None`` branches for a None argument, so the feedback code
-# is not compiled in at all. Its mere presence cost 7% of a batched step (one thread, B = 16:
-# 9.1-9.4 against 8.5-8.8 us per series-step), zero-length loops and all.
+# is not compiled in at all. Its mere presence, zero-length loops and all, cost 2-7% of a
+# batched step (one thread, B = 16, interleaved: 8.54-8.82 against 8.35-8.47 us per
+# series-step; a copy without it against the kernel, 8.5-8.8 against 9.1-9.4).
 _NO_FEEDBACK = (None, None, None, None, None)
 
 CHUNK = 16  # series per pass of the blocked sparse x dense product
@@ -338,6 +339,7 @@ def esn_forward_chunks(
                 for j in range(n):
                     _readout(x[:N, j], w_out, b_out, y[j])
                     outputs[b0 + j, t] = y[j]
+    store_fence()  # the streamed states are complete before the caller reads them
 
 
 @njit(cache=config.CACHE, fastmath=config.FASTMATH, error_model="numpy", nogil=True)
