@@ -15,8 +15,6 @@ for OpenBLAS. 64 x 512 @ 512 x 2048: 1.26 ms against OpenBLAS's 1.37 ms (k in pa
 ``KC`` so that the slab of W a column tile reads stays in L1).
 """
 
-import platform
-
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
@@ -514,20 +512,3 @@ def _make_transpose8(stream):
 
 transpose8 = _make_transpose8(stream=False)
 transpose8_stream = _make_transpose8(stream=True)
-
-
-@intrinsic
-def store_fence(typingctx):
-    """SFENCE: the streaming stores issued so far become visible to other threads before any
-    later store (x86 orders them only with fences and locked instructions); a no-op
-    elsewhere."""
-
-    def codegen(context, builder, signature, args):
-        if platform.machine().lower() in {"x86_64", "amd64"}:
-            fn = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse.sfence"
-            )
-            builder.call(fn, [])
-        return context.get_dummy_value()
-
-    return types.none(), codegen

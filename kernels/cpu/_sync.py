@@ -69,3 +69,20 @@ def barrier(counters, me, threads, generation):
     for other in range(threads):
         while _atomic_load(counters, other * STRIDE) < generation:
             _pause()
+
+
+@intrinsic
+def store_fence(typingctx):
+    """x86 SFENCE: the streaming (non-temporal) stores issued so far become visible to other
+    threads before any later store; x86 orders them only with fences and locked
+    instructions. A no-op elsewhere."""
+
+    def codegen(context, builder, sig, args):
+        if _X86:
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse.sfence"
+            )
+            builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.none(), codegen

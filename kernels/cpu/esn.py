@@ -59,8 +59,8 @@ from numba.extending import overload
 
 from .. import config
 from .._math import tanh_f64
-from ._simd import empty_aligned, make_sparse_row, store_fence, transpose8, transpose8_stream
-from ._sync import barrier
+from ._simd import empty_aligned, make_sparse_row, transpose8, transpose8_stream
+from ._sync import barrier, store_fence
 
 
 @njit(inline="always")
