@@ -44,20 +44,31 @@ def _atomic_load(typingctx, counters, index):
     return types.int64(counters, index), codegen
 
 
-@intrinsic
-def _pause(typingctx):
-    """x86 PAUSE in a spin loop: it yields the core's pipeline to a hyperthread sibling (two
-    vCPUs are often one core's two threads) and avoids the memory-order flush on exit."""
+def _x86_instruction(name):
+    """An intrinsic with no arguments that emits the LLVM x86 intrinsic ``name`` (an
+    instruction with no operands) on x86 and nothing elsewhere."""
 
-    def codegen(context, builder, sig, args):
-        if _X86:
-            fn = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause"
-            )
-            builder.call(fn, [])
-        return context.get_dummy_value()
+    @intrinsic
+    def emit(typingctx):
+        def codegen(context, builder, sig, args):
+            if _X86:
+                fn = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(ir.VoidType(), []), name
+                )
+                builder.call(fn, [])
+            return context.get_dummy_value()
 
-    return types.none(), codegen
+        return types.none(), codegen
+
+    return emit
+
+
+# PAUSE in a spin loop: it yields the core's pipeline to a hyperthread sibling (two vCPUs are
+# often one core's two threads) and avoids the memory-order flush on exit.
+_pause = _x86_instruction("llvm.x86.sse2.pause")
+# SFENCE: the streaming (non-temporal) stores issued so far become visible to other threads
+# before any later store; x86 orders them only with fences and locked instructions.
+store_fence = _x86_instruction("llvm.x86.sse.sfence")
 
 
 @njit(cache=config.CACHE, nogil=True)
@@ -69,20 +80,3 @@ def barrier(counters, me, threads, generation):
     for other in range(threads):
         while _atomic_load(counters, other * STRIDE) < generation:
             _pause()
-
-
-@intrinsic
-def store_fence(typingctx):
-    """x86 SFENCE: the streaming (non-temporal) stores issued so far become visible to other
-    threads before any later store; x86 orders them only with fences and locked
-    instructions. A no-op elsewhere."""
-
-    def codegen(context, builder, sig, args):
-        if _X86:
-            fn = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse.sfence"
-            )
-            builder.call(fn, [])
-        return context.get_dummy_value()
-
-    return types.none(), codegen
