@@ -102,6 +102,27 @@ def test_threaded_sparse_kernels_match_reference(B, two_threads, rng):
     np.testing.assert_allclose(oa, ob, rtol=0, atol=1e-12)
 
 
+def test_each_thread_gets_its_own_blocked_w_refreshed_on_load(two_threads, monkeypatch, rng):
+    import seqbench.models.esn as esn_mod
+
+    kw = {"seed": 6, "connectivity": 0.1}
+    fast, ref = build_esn(1, 300, **kw), build_esn(1, 300, backend="numpy", **kw)
+    x = rng.uniform(-1, 1, (40, 6, 1))
+    fast.forward(x)
+    first, second = fast._blocked_csr(4, 2)
+    assert all(a is not b and np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    # a new W replaces every thread's copy: no thread runs on the old one
+    sd = ref.state_dict()
+    sd["weight_hh_l0"] = sd["weight_hh_l0"] * 0.5
+    fast.load_state_dict(sd)
+    ref.load_state_dict(sd)
+    np.testing.assert_allclose(fast.forward(x)[0], ref.forward(x)[0], rtol=0, atol=1e-12)
+    monkeypatch.setattr(esn_mod, "_OWN_COPY_BYTES", 0)  # a W too large to copy is shared
+    fast.load_state_dict(sd)
+    first, second = fast._blocked_csr(4, 2)
+    assert first is second
+
+
 @pytest.mark.parametrize("B", [1, 9])
 def test_threaded_sparse_kernels_take_a_large_input_projected(B, two_threads, rng):
     from seqbench.kernels import config
