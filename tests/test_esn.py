@@ -199,6 +199,58 @@ def test_blocked_csr_holds_w_padded_to_groups(rng):
     assert np.all(dense[:, 70] == 0)  # padding: weight 0 on the zero row
 
 
+@pytest.mark.parametrize("parts", [1, 3])
+def test_sliced_ell_holds_w_by_position(parts, rng):
+    from seqbench.models.esn import sliced_ell
+
+    w = sp.random_array((61, 61), density=0.2, format="csr", rng=rng).tolil()
+    w[[3, 40], :] = 0  # empty rows
+    w = w.tocsr()
+    w.sort_indices()
+    sptr, sidx, sdat, order, split = sliced_ell(w, 8, 2, parts)
+    slices, units = split
+    assert units[0] == 0 and units[-1] == 61 and np.all(np.diff(units) > 0)
+    assert np.all(np.diff(slices) == -(-np.diff(units) // 8)) and sptr.size == slices[-1] + 1
+    assert np.all(np.diff(sptr) % 16 == 0) and sptr[-1] == sidx.size
+    zero = 8 * slices[-1]  # the padding's position, a state that stays 0
+    dense = np.zeros((zero, zero + 1))
+    for s in range(slices[-1]):
+        for k in range(sptr[s], sptr[s + 1]):
+            dense[8 * s + (k - sptr[s]) % 8, sidx[k]] += sdat[k]
+    assert np.all(dense[:, zero] == 0)
+    nnz = np.diff(w.indptr)
+    for k in range(parts):  # each range: its own units, contiguous, longest first
+        at = order[8 * slices[k] : 8 * slices[k + 1]]
+        own, rest = at[: units[k + 1] - units[k]], at[units[k + 1] - units[k] :]
+        assert sorted(own) == list(range(units[k], units[k + 1])) and np.all(rest == 61)
+        assert np.all(np.diff(nnz[own]) <= 0)
+        assert np.all(dense[8 * slices[k] + own.size : 8 * slices[k + 1]] == 0)
+    real = np.flatnonzero(order < 61)
+    # W by position: W[order[p], order[q]] at (p, q)
+    np.testing.assert_array_equal(
+        dense[np.ix_(real, real)], w.toarray()[np.ix_(order[real], order[real])]
+    )
+    assert np.all(dense[:, np.setdiff1d(np.arange(zero), real)] == 0)
+    if parts == 3:  # about equal nonzeros a range
+        per_range = [nnz[units[k] : units[k + 1]].sum() for k in range(3)]
+        assert max(per_range) - min(per_range) <= 2 * nnz.max()
+
+
+def test_one_series_kernel_with_empty_rows_on_two_threads(two_threads, rng):
+    kw = {"seed": 8, "connectivity": 0.12, "leak": 0.7}
+    fast, ref = build_esn(1, 301, **kw), build_esn(1, 301, backend="numpy", **kw)
+    sd = fast.state_dict()
+    w = sd["weight_hh_l0"].tolil()
+    w[rng.choice(301, 20, replace=False), :] = 0  # units with no input from the reservoir
+    sd["weight_hh_l0"] = w.tocsr()
+    assert sd["weight_hh_l0"].nnz >= 2 * 4096  # enough nonzeros for two threads
+    fast.load_state_dict(sd)
+    ref.load_state_dict(sd)
+    x = rng.uniform(-1, 1, (2, 15, 1))
+    h0 = rng.uniform(-0.5, 0.5, (1, 2, 301))
+    np.testing.assert_allclose(fast.forward(x, h0)[0], ref.forward(x, h0)[0], rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("sparse", [True, False], ids=["csr", "dense"])
 def test_float32_follows_float64(sparse, rng):
     kw = {"sparse": sparse, "leak": 0.5, "bias_scaling": 0.2, "seed": 4}

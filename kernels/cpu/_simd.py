@@ -436,6 +436,87 @@ def make_sparse_row(width, group):
     return row
 
 
+def make_slice_rows(lanes, group):
+    """An intrinsic slice(x, idx, dat, out, o, k0, k1) for a matrix-vector product over W in
+    sliced ELLPACK (SELL): ``lanes`` rows side by side, their j-th nonzeros stored together,
+
+    out[o + l] = sum over k in range(k0, k1, lanes) of dat[k + l] * x[idx[k + l]],  l < lanes
+
+    x, out: 1-D, one float dtype; idx: uint32 below 2^31 (sign-extended, so that the gather
+    takes them as they are stored, vgatherdpd with no widening; zero-extended indices cost
+    4% more here), dat: x's dtype; (k1 - k0) a multiple of lanes * group. Each nonzero is
+    one lane of one gather, so the slice's rows need no horizontal sums and share one loop
+    exit, where CSR pays both per row. ``group`` slots a pass feed separate accumulators.
+    One core, N = 1000 at 10%, rows sorted by length: 27.1 us a product against 33.9-35 us
+    for the CSR row loop (LLVM's vectorised gathers and reductions)."""
+
+    @intrinsic
+    def rows(typingctx, x, idx, dat, out, o, k0, k1):
+        if not all(isinstance(a, types.Array) and a.ndim == 1 for a in (x, idx, dat, out)):
+            return None
+        if x.dtype not in (types.float32, types.float64) or {dat.dtype, out.dtype} != {x.dtype}:
+            return None
+        if idx.dtype != types.uint32:
+            return None
+        sig = types.void(x, idx, dat, out, types.intp, types.intp, types.intp)
+
+        def codegen(context, builder, signature, args):
+            _widen(builder)
+            dt = signature.args[0].dtype
+            size = dt.bitwidth // 8
+            fty = context.get_value_type(dt)
+            vty = ir.VectorType(fty, lanes)
+            i32, i64 = ir.IntType(32), ir.IntType(64)
+            X, IDX, DAT, OUT = (
+                context.make_array(ty)(context, builder, v)
+                for ty, v in zip(signature.args[:4], args[:4], strict=True)
+            )
+            o, k0, k1 = args[4:]
+            fma = cgutils.get_or_insert_function(
+                builder.module,
+                ir.FunctionType(vty, [vty, vty, vty]),
+                f"llvm.fma.v{lanes}f{dt.bitwidth}",
+            )
+            ptrs_t = ir.VectorType(X.data.type, lanes)
+            mask_t = ir.VectorType(ir.IntType(1), lanes)
+            gather = cgutils.get_or_insert_function(
+                builder.module,
+                ir.FunctionType(vty, [ptrs_t, i32, mask_t, vty]),
+                f"llvm.masked.gather.v{lanes}f{dt.bitwidth}.v{lanes}p0",
+            )
+            every = ir.Constant(mask_t, [1] * lanes)
+            zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * lanes)
+            idx_t = ir.VectorType(i32, lanes)
+
+            def step(k, accs):
+                new = []
+                for u in range(group):
+                    ku = builder.add(k, ir.Constant(i64, u * lanes))
+                    iv = builder.load(
+                        builder.bitcast(builder.gep(IDX.data, [ku]), idx_t.as_pointer()), align=4
+                    )
+                    ptrs = builder.gep(
+                        X.data, [builder.sext(iv, ir.VectorType(i64, lanes))], source_etype=fty
+                    )
+                    ptrs.type = ptrs_t  # llvmlite types a vector GEP as a scalar pointer
+                    xv = builder.call(gather, [ptrs, ir.Constant(i32, size), every, zero])
+                    w = builder.load(
+                        builder.bitcast(builder.gep(DAT.data, [ku]), vty.as_pointer()), align=size
+                    )
+                    new.append(builder.call(fma, [w, xv, accs[u]]))
+                return new
+
+            init = [zero] * group
+            final = _accumulating_loop(builder, "slice", k0, k1, lanes * group, init, step)
+            optr = builder.bitcast(builder.gep(OUT.data, [o]), vty.as_pointer())
+            builder.store(_pairwise_sum(builder, final), optr, align=size)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return rows
+
+
 # 8 x 8 transpose in three rounds of two-source shuffles: pairs of elements, then pairs of
 # pairs, then halves (LLVM turns each into one unpack or permute instruction).
 _ROUNDS = (

@@ -25,12 +25,15 @@ Kernels. ``esn_forward`` (dense W) and ``esn_forward_csr`` run the batch on the 
 thread (the CUDA module mirrors both). seqbench.models.esn runs a CSR reservoir on the CPU
 through the threaded pair at the end of this module instead, with the input projected inside
 the time loop when it is small (``input_at``):
-- ``esn_forward_rows``, fewer than 4 series per thread: series one by one, each step's rows
+- ``esn_forward_rows``, fewer than 4 series per thread: series one by one, each step's units
   split over the threads, which meet at a spin barrier (_sync.barrier, ~1 us) once a step.
-  A step is bound by its 100k indexed loads x[j] (N = 1000, 10%): a gather loop LLVM
-  vectorises, ~0.4 ns a nonzero per thread, uint32 indices zero-extended without wrap-around
-  checks; padding rows to whole vectors or 512-bit vectors did not help, and dense 8x1 row
-  blocks (no gathers, but 5.7x the weights to stream) ran 4x slower (measured).
+  A step is bound by its 100k indexed loads x[j] (N = 1000, 10%), so W is held in sliced
+  ELLPACK (8 units a slice, one 8-lane gather a slot, see _simd.make_slice_rows): no
+  per-row reduction or loop exit, as CSR rows have. One series, one thread: 37-39 us a
+  step against 47-51 for LLVM's vectorised CSR rows; two threads: 22-28 against 25-38.
+  The two threads exchange the state each step: with a private copy each (wrong results,
+  timing only) a step took 20-21 us. Dense 8x1 row blocks (no gathers, but 5.7x the
+  weights to stream) ran 4x slower than CSR (measured).
 - ``esn_forward_chunks``, more series: sparse x dense in chunks of 16 series, each thread
   its own chunks through all T steps. The chunk's state lives unit-major, (N + 1, 16), so
   each nonzero W_ij is loaded once and multiplies 16 contiguous x_j values; W is cut into
@@ -59,7 +62,13 @@ from numba.extending import overload
 
 from .. import config
 from .._math import tanh_f64
-from ._simd import empty_aligned, make_sparse_row, transpose8, transpose8_stream
+from ._simd import (
+    empty_aligned,
+    make_slice_rows,
+    make_sparse_row,
+    transpose8,
+    transpose8_stream,
+)
 from ._sync import barrier, store_fence
 
 
@@ -342,22 +351,50 @@ def esn_forward_chunks(
     store_fence()  # the streamed states are complete before the caller reads them
 
 
+SLICE = 8  # units per slice of the one-series kernels' W (sliced ELLPACK, one gather each)
+SLICE_GROUP = 4  # gathers per pass; each slice is padded to a multiple of SLICE * SLICE_GROUP
+_slice_rows = make_slice_rows(SLICE, SLICE_GROUP)
+
+
+@njit(inline="always")
+def _readout_in_order(x, order, split, w_out, b_out, y):  # _readout of x[p] = unit order[p]
+    for o in range(w_out.shape[0]):
+        s = b_out[o]
+        for k in range(split.shape[1] - 1):
+            p0 = split[0, k] * SLICE
+            for p in range(p0, p0 + split[1, k + 1] - split[1, k]):
+                s += w_out[o, order[p]] * x[p]
+        y[o] = s
+
+
 @njit(cache=config.CACHE, fastmath=config.FASTMATH, error_model="numpy", nogil=True)
 def esn_forward_rows(
-    x_in, w_in_t, bias, indptr, indices, data, leak, linear, x0, states, w_fb, w_out, b_out,
-    y0, outputs, x_buf, counters, me, threads,
+    x_in, w_in_t, bias, sptr, sidx, sdat, order, split, leak, linear, x0, states, w_fb, w_out,
+    b_out, y0, outputs, x_buf, counters, me, threads,
 ):  # fmt: skip
-    """Series one after another, each step's rows split over ``threads`` threads that meet
+    """Series one after another, each step's units split over ``threads`` threads that meet
     at a barrier (_sync.barrier) once a step. Called once per thread, ``me`` = 0 .. threads-1,
     all at the same time; thread 0 writes ``outputs``.
-        x_buf:    [2, N]  the state, double-buffered: step t reads one, writes the other
+        sptr:     [n_slices + 1] int64  W in sliced ELLPACK made for ``threads`` threads
+        sidx:     [slots] uint32          (seqbench.models.esn.sliced_ell): position
+        sdat:     [slots]                 p = s * SLICE + l holds unit order[p], and its j-th
+        order:    [n_slices * SLICE]      nonzero is slot sptr[s] + j * SLICE + l; columns are
+        split:    [2, threads + 1]        positions, padding points at the zero position
+                  n_slices * SLICE; thread k runs slices split[0, k] .. split[0, k + 1] - 1
+                  and units split[1, k] .. split[1, k + 1] - 1 (at its first positions)
+        x_buf:    [2, n_slices * SLICE + 1] zeros: the state by position, double-buffered
+                  (step t reads one, writes the other)
         counters: int64 [threads * _sync.STRIDE], zeros
     The input and the feedback arguments as in esn_forward_chunks; the others as
-    esn_forward_csr (CSR W, uint32 indices)."""
+    esn_forward_csr. One core, N = 1000 at 10%: a product takes 27 us, against 34-35 us for
+    the CSR rows (see make_slice_rows)."""
     B, T, N = states.shape
     keep = 1.0 - leak
-    lo, hi = me * N // threads, (me + 1) * N // threads
-    pre = np.empty(hi - lo, dtype=x0.dtype)
+    s_lo, s_hi = split[0, me], split[0, me + 1]
+    p_lo = s_lo * SLICE
+    p_hi = p_lo + split[1, me + 1] - split[1, me]
+    pre = np.empty((s_hi - s_lo) * SLICE, dtype=x0.dtype)  # W x, by position from p_lo
+    inp = np.empty(p_hi - p_lo, dtype=x0.dtype)
     if w_out is not None:
         y = np.empty(w_out.shape[0], dtype=x0.dtype)
     generation = 0
@@ -366,32 +403,30 @@ def esn_forward_rows(
         # the previous series' last state (x_buf[cur]) may still be read by another thread's
         # readout, so the new series starts in the other buffer, read by nobody now
         cur = 1 - cur
-        x_buf[cur, lo:hi] = x0[b, lo:hi]
+        for p in range(p_lo, p_hi):
+            x_buf[cur, p] = x0[b, order[p]]
         if w_out is not None:
             y[:] = y0[b]
         generation += 1
         barrier(counters, me, threads, generation)
         for t in range(T):
             x, x_new = x_buf[cur], x_buf[1 - cur]
-            for i in range(lo, hi):  # read before this thread overwrites it (states is u_proj)
-                pre[i - lo] = input_at(x_in, w_in_t, bias, b, t, i)
+            for p in range(p_lo, p_hi):  # read before this thread overwrites it (states is u_proj)
+                inp[p - p_lo] = input_at(x_in, w_in_t, bias, b, t, order[p])
             if w_out is not None:
                 for o in range(w_out.shape[0]):
-                    for i in range(lo, hi):
-                        pre[i - lo] += w_fb[i, o] * y[o]
-            for i in range(lo, hi):
-                s = 0.0
-                for k in range(indptr[i], indptr[i + 1]):
-                    s += data[k] * x[indices[k]]
-                pre[i - lo] += s
-            for i in range(lo, hi):
-                v = keep * x[i] + leak * _activate(pre[i - lo], linear)
-                x_new[i] = v
-                states[b, t, i] = v
+                    for p in range(p_lo, p_hi):
+                        inp[p - p_lo] += w_fb[order[p], o] * y[o]
+            for s in range(s_lo, s_hi):
+                _slice_rows(x, sidx, sdat, pre, (s - s_lo) * SLICE, sptr[s], sptr[s + 1])
+            for p in range(p_lo, p_hi):
+                v = keep * x[p] + leak * _activate(pre[p - p_lo] + inp[p - p_lo], linear)
+                x_new[p] = v
+                states[b, t, order[p]] = v
             generation += 1
             barrier(counters, me, threads, generation)
             cur = 1 - cur
             if w_out is not None:  # every thread needs y_t for its rows' next feedback
-                _readout(x_new, w_out, b_out, y)
+                _readout_in_order(x_new, order, split, w_out, b_out, y)
                 if me == 0:
                     outputs[b, t] = y
