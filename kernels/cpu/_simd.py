@@ -365,6 +365,40 @@ def pack_panels(w):
     return wp
 
 
+def _sparse_signature(x, idx, dat, out, ndim):
+    """The signature of a sparse intrinsic (x, idx, dat, out, i, k0, k1), or None where the
+    arrays are not what it takes: x and out ``ndim``-D (C-contiguous when 2-D) of one float
+    dtype that dat shares, idx uint32, idx and dat 1-D."""
+    if not all(isinstance(a, types.Array) for a in (x, idx, dat, out)):
+        return None
+    if (x.ndim, out.ndim, idx.ndim, dat.ndim) != (ndim, ndim, 1, 1):
+        return None
+    if ndim > 1 and (x.layout != "C" or out.layout != "C"):
+        return None
+    if x.dtype not in (types.float32, types.float64) or {dat.dtype, out.dtype} != {x.dtype}:
+        return None
+    if idx.dtype != types.uint32:
+        return None
+    return types.void(x, idx, dat, out, types.intp, types.intp, types.intp)
+
+
+def _sparse_ir(context, builder, signature, args, lanes):
+    """What the IR of a sparse intrinsic starts with: 512-bit vectors allowed, then
+    (bytes an element, element type, vector type, (X, IDX, DAT, OUT) arrays, vector FMA)."""
+    _widen(builder)
+    dt = signature.args[0].dtype
+    fty = context.get_value_type(dt)
+    vty = ir.VectorType(fty, lanes)
+    arrays = tuple(
+        context.make_array(ty)(context, builder, v)
+        for ty, v in zip(signature.args[:4], args[:4], strict=True)
+    )
+    fma = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vty, [vty, vty, vty]), f"llvm.fma.v{lanes}f{dt.bitwidth}"
+    )
+    return dt.bitwidth // 8, fty, vty, arrays, fma
+
+
 def make_sparse_row(width, group):
     """An intrinsic row(x, idx, dat, out, i, k0, k1) for sparse x dense products:
 
@@ -378,33 +412,14 @@ def make_sparse_row(width, group):
 
     @intrinsic
     def row(typingctx, x, idx, dat, out, i, k0, k1):
-        if not all(isinstance(a, types.Array) for a in (x, idx, dat, out)):
-            return None
-        if x.ndim != 2 or out.ndim != 2 or idx.ndim != 1 or dat.ndim != 1:
-            return None
-        if x.dtype not in (types.float32, types.float64) or {dat.dtype, out.dtype} != {x.dtype}:
-            return None
-        if idx.dtype != types.uint32 or x.layout != "C" or out.layout != "C":
-            return None
-        sig = types.void(x, idx, dat, out, types.intp, types.intp, types.intp)
+        sig = _sparse_signature(x, idx, dat, out, 2)
 
         def codegen(context, builder, signature, args):
-            _widen(builder)
-            dt = signature.args[0].dtype
-            size = dt.bitwidth // 8
-            fty = context.get_value_type(dt)
-            vty = ir.VectorType(fty, width)
+            size, fty, vty, (X, IDX, DAT, OUT), fma = _sparse_ir(
+                context, builder, signature, args, width
+            )
             i64 = ir.IntType(64)
-            X, IDX, DAT, OUT = (
-                context.make_array(ty)(context, builder, v)
-                for ty, v in zip(signature.args[:4], args[:4], strict=True)
-            )
             i, k0, k1 = args[4:]
-            fma = cgutils.get_or_insert_function(
-                builder.module,
-                ir.FunctionType(vty, [vty, vty, vty]),
-                f"llvm.fma.v{width}f{dt.bitwidth}",
-            )
             optr = builder.bitcast(
                 builder.gep(OUT.data, [builder.mul(i, ir.Constant(i64, width))]),
                 vty.as_pointer(),
@@ -452,37 +467,20 @@ def make_slice_rows(lanes, group):
 
     @intrinsic
     def rows(typingctx, x, idx, dat, out, o, k0, k1):
-        if not all(isinstance(a, types.Array) and a.ndim == 1 for a in (x, idx, dat, out)):
-            return None
-        if x.dtype not in (types.float32, types.float64) or {dat.dtype, out.dtype} != {x.dtype}:
-            return None
-        if idx.dtype != types.uint32:
-            return None
-        sig = types.void(x, idx, dat, out, types.intp, types.intp, types.intp)
+        sig = _sparse_signature(x, idx, dat, out, 1)
 
         def codegen(context, builder, signature, args):
-            _widen(builder)
-            dt = signature.args[0].dtype
-            size = dt.bitwidth // 8
-            fty = context.get_value_type(dt)
-            vty = ir.VectorType(fty, lanes)
+            size, fty, vty, (X, IDX, DAT, OUT), fma = _sparse_ir(
+                context, builder, signature, args, lanes
+            )
             i32, i64 = ir.IntType(32), ir.IntType(64)
-            X, IDX, DAT, OUT = (
-                context.make_array(ty)(context, builder, v)
-                for ty, v in zip(signature.args[:4], args[:4], strict=True)
-            )
             o, k0, k1 = args[4:]
-            fma = cgutils.get_or_insert_function(
-                builder.module,
-                ir.FunctionType(vty, [vty, vty, vty]),
-                f"llvm.fma.v{lanes}f{dt.bitwidth}",
-            )
             ptrs_t = ir.VectorType(X.data.type, lanes)
             mask_t = ir.VectorType(ir.IntType(1), lanes)
             gather = cgutils.get_or_insert_function(
                 builder.module,
                 ir.FunctionType(vty, [ptrs_t, i32, mask_t, vty]),
-                f"llvm.masked.gather.v{lanes}f{dt.bitwidth}.v{lanes}p0",
+                f"llvm.masked.gather.v{lanes}f{8 * size}.v{lanes}p0",
             )
             every = ir.Constant(mask_t, [1] * lanes)
             zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * lanes)
