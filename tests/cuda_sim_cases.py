@@ -5,7 +5,9 @@ import, so it cannot share a process with the other tests); the file name keeps 
 the main collection. Shapes are tiny and the launch geometry small (4 threads per block,
 GEMM tiles of 4) so that several blocks, ragged edges, split dot products and idle threads
 all run; the simulator runs one block of a cooperative grid, so the persistent kernels run
-with one block and the per-step kernels with several.
+with one block and the per-step kernels with several. Where there is a GPU, the same test
+file runs them on the hardware too (NUMBA_ENABLE_CUDASIM=0), where persistent grids have
+several blocks.
 """
 
 from __future__ import annotations
@@ -15,14 +17,13 @@ import importlib
 import numba
 import numpy as np
 import pytest
+from numba import cuda
 
-if not numba.config.ENABLE_CUDASIM:
+if not (numba.config.ENABLE_CUDASIM or cuda.is_available()):
     pytest.skip(
-        "needs NUMBA_ENABLE_CUDASIM=1; run through tests/test_cuda_sim.py",
+        "needs a GPU or NUMBA_ENABLE_CUDASIM=1; run through tests/test_cuda_sim.py",
         allow_module_level=True,
     )
-
-from numba import cuda  # noqa: E402
 from seqbench.kernels import config  # noqa: E402
 from seqbench.kernels.cuda import _common  # noqa: E402
 

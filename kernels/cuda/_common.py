@@ -61,6 +61,26 @@ else:
     cu = cuda  # device code below uses `cu` where it would say `cuda` (see above)
 
 
+def _quiet_small_grids() -> None:
+    """Small grids are by design here: a B=1 step is a few blocks of units, and the persistent
+    grid is sized to what fits co-resident. numba-cuda warns at every launch of fewer than 128
+    blocks, which floods the user's output and, under warnings-as-errors, fails the call. A
+    value the user set in NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS is kept; the variable is set as
+    well as the option because numba re-reads its options whenever the environment changes."""
+    import os
+
+    if "NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS" in os.environ:
+        return
+    os.environ["NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS"] = "0"
+    from numba.cuda import dispatcher
+
+    dispatcher.config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
+
+
+if not SIMULATOR:
+    _quiet_small_grids()
+
+
 # ---------------------------------------------------------------- scalar math, from _math.py
 
 
