@@ -343,8 +343,8 @@ def _esn_data(B, N=7, T=5, O=0, seed=11, density=0.4):
 def _esn_run(mod, d, sparse, leak, linear):
     B, T, N = d["u_proj"].shape
     O = d["w_out"].shape[0]
-    states = np.full((B, T, N), np.nan)
-    outputs = np.full((B, T, O), np.nan)
+    states = np.full((B, T, N), np.nan, d["u_proj"].dtype)
+    outputs = np.full((B, T, O), np.nan, d["u_proj"].dtype)
     common = (leak, linear, d["x0"], states, d["w_fb"], d["w_out"], d["b_out"], d["y0"], outputs)
     u_proj = d["u_proj"].copy()
     if sparse:
@@ -359,13 +359,33 @@ def _esn_run(mod, d, sparse, leak, linear):
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("B", [1, 3])
 def test_esn_kernel_matches_cpu_float64(B, sparse, linear, O, geometry):
-    geometry()  # 4 threads per block; N = 7 leaves idle threads in the last block
+    geometry("per-step")  # 4 threads per block; N = 7 leaves idle threads in the last block
     d = _esn_data(B, O=O)
     leak = 0.7
     want = _esn_run(_kernels("cpu", "esn"), d, sparse, leak, linear)
     got = _esn_run(_kernels("cuda", "esn"), d, sparse, leak, linear)
     for name, w, g in zip(("states", "outputs"), want, got, strict=True):
         np.testing.assert_allclose(g, w, err_msg=name, **TOL[np.float64])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("O", [0, 2])
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize(
+    "B, N, density",
+    [(1, 9, 1.0), (3, 7, 0.4)],  # CSR rows split over groups of 4 lanes; and one lane a row
+)
+def test_esn_persistent_kernel_matches_cpu(B, N, density, sparse, O, dtype, geometry):
+    """The whole time loop in one launch: 4 threads a block, so the B*N pairs (and the B*O
+    readout pairs) go round the grid's groups in several rounds."""
+    geometry("persistent")
+    d = _esn_data(B, N=N, O=O, density=density)
+    d = {k: v if k == "csr" else v.astype(dtype) for k, v in d.items()}
+    d["csr"] = (*d["csr"][:2], d["csr"][2].astype(dtype))
+    want = _esn_run(_kernels("cpu", "esn"), d, sparse, 0.7, False)
+    got = _esn_run(_kernels("cuda", "esn"), d, sparse, 0.7, False)
+    for name, w, g in zip(("states", "outputs"), want, got, strict=True):
+        np.testing.assert_allclose(g, w, err_msg=name, **TOL[dtype])
 
 
 def test_esn_kernel_states_may_alias_u_proj(geometry):

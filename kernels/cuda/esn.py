@@ -19,15 +19,25 @@ Shapes (batch-first, as the CPU kernels; device or host arrays):
     y0:      [B, O]     the output before the first step
     outputs: [B, T, O]  y_1 .. y_T (output)
 
-One launch per time step: one thread per (batch row, unit) pair, B*N threads in blocks of
-config.THREADS_PER_BLOCK; the state x_{t-1} is read back from states[:, t-1] (x0 at t = 0),
-so no buffer is swapped. With feedback a second launch per step computes the readout, one
-thread per (batch row, output), into outputs[:, t], which the next step reads as y_{t-1}.
+Two ways to run the time loop (config.CUDA_RECURRENCE, as for the trained cells):
+- persistent (the default where cooperative launch works): one launch for all T steps and a
+  grid-wide barrier after each; a group of ks threads takes one (batch row, unit) pair and
+  splits its dot product (the row's nonzeros, lane-strided so a warp reads W coalesced),
+  summing in shared memory; the pairs go round the grid's groups in rounds. With feedback a
+  second phase, after the barrier, computes the readout the same way, one group per (batch
+  row, output), and a second barrier follows. Python launches once, not T times, which at
+  B = 1 is what a step costs.
+- per-step: one launch per step, one thread per (batch row, unit) pair, B*N threads in blocks
+  of config.THREADS_PER_BLOCK; with feedback a second launch per step for the readout.
+Either way x_{t-1} is read back from states[:, t-1] (x0 at t = 0), so no buffer is swapped,
+and the next step reads y_{t-1} from outputs[:, t-1].
 tanh is the device's math.tanh (the CPU's tanh_f64 agrees with it to a few ulp).
 """
 
+import functools
 import math
 
+import numba
 import numpy as np
 from numba import cuda
 
@@ -99,7 +109,111 @@ def _readout_step(t, states, w_out, b_out, outputs):
         outputs[b, t, o] = s
 
 
-def _run(step, u_proj, weights, leak, linear, x0, states, w_fb, w_out, b_out, y0, outputs):
+@cuda.jit(device=True)
+def _csr_dot(weights, x_prev, i, lane, ks, live, zero):
+    """A lane's share of row i of W against x_prev: nonzeros lane, lane + ks, ..."""
+    indptr, indices, data = weights
+    a = zero
+    if live:
+        for k in range(indptr[i] + lane, indptr[i + 1], ks):
+            a += data[k] * x_prev[indices[k]]
+    return a
+
+
+@cuda.jit(device=True)
+def _dense_dot(weights, x_prev, i, lane, ks, live, zero):
+    (w_hh_t,) = weights
+    a = zero
+    if live:
+        for j in range(lane, x_prev.shape[0], ks):
+            a += x_prev[j] * w_hh_t[j, i]
+    return a
+
+
+@cuda.jit(device=True)
+def _pair_of(r, groups, g0, grp, ngrp, rows, n):
+    """(batch row, index, live) of the pair that group g0 takes in round r, of rows*n."""
+    p = r * groups + g0
+    live = grp < ngrp and p < rows * n
+    if not live:
+        p = 0
+    b = p // n
+    return b, p - b * n, live
+
+
+@functools.cache
+def _persistent(dtype, dot):
+    """The whole time loop in one cooperative launch (module docstring), for one dtype (the
+    shared array's) and one way of taking a row's dot product."""
+    dt = numba.from_dtype(dtype)
+    zero = dtype.type(0)
+
+    @cuda.jit
+    def run(
+        u_proj, weights, ks, keep, leak, linear, x0, states, w_fb, w_out, b_out, y0, O, outputs
+    ):
+        red = cuda.shared.array(0, dt)  # the groups' partial sums, one slot a thread
+        B, T, N = u_proj.shape
+        lane, grp, ngrp = cc.thread_group(ks)
+        groups = ngrp * cuda.gridDim.x
+        g0 = cuda.blockIdx.x * ngrp + grp
+        grid = cuda.cg.this_grid()
+        for t in range(T):
+            for r in range((B * N + groups - 1) // groups):  # every thread: reduce1 syncs
+                b, i, live = _pair_of(r, groups, g0, grp, ngrp, B, N)
+                x_prev = x0[b] if t == 0 else states[b, t - 1]
+                a = cc.reduce1(red, dot(weights, x_prev, i, lane, ks, live, zero), lane, ks)
+                if live and lane == 0:
+                    pre = u_proj[b, t, i]
+                    if O > 0:
+                        pre = _feedback(pre, w_fb, y0 if t == 0 else outputs[:, t - 1], b, i, O)
+                    states[b, t, i] = _finish(pre + a, x_prev[i], keep, leak, linear)
+            grid.sync()
+            if O > 0:
+                for r in range((B * O + groups - 1) // groups):
+                    b, o, live = _pair_of(r, groups, g0, grp, ngrp, B, O)
+                    a = zero
+                    if live:
+                        for j in range(lane, N, ks):
+                            a += w_out[o, j] * states[b, t, j]
+                    a = cc.reduce1(red, a, lane, ks)
+                    if live and lane == 0:
+                        outputs[b, t, o] = b_out[o] + a
+                grid.sync()
+
+    return run
+
+
+def _split_for(weights, N):
+    """Lanes a dot product: dense columns are read one thread a unit, so that neighbouring
+    threads read neighbouring addresses; a CSR row gets up to a warp, about two nonzeros a
+    lane (fewer lanes than that idle more than they save)."""
+    ks = 1
+    if len(weights) == 3:
+        per_row = (int(weights[0][N]) - int(weights[0][0])) / max(N, 1)
+        while ks * 2 <= min(config.CUDA_MAX_SPLIT, config.THREADS_PER_BLOCK, per_row / 2):
+            ks *= 2
+    return ks
+
+
+def _persistent_grid(kernel, args, ks, pairs):
+    """Blocks for a cooperative launch of `kernel` (enough for one round of `pairs`, at most
+    what fits co-resident), or None where it cannot run here."""
+    n_sm, coop = cc._device_facts()
+    if not coop or config.CUDA_RECURRENCE == "per-step":
+        return None
+    tpb = config.THREADS_PER_BLOCK
+    shared = tpb * np.dtype(args[0].dtype).itemsize
+    try:  # compiles the kernel: needs libcudadevrt (grid sync) from the CUDA toolkit
+        capacity = cc.cooperative_capacity(kernel, args, tpb, shared)
+    except Exception as exc:  # no cudadevrt, no cooperative launch: launch per step
+        cc.persistent_error = f"{type(exc).__name__}: {exc}"
+        return None
+    wanted = cc._ceil(pairs, tpb // ks)
+    return (min(wanted, capacity), shared) if capacity > 0 else None
+
+
+def _run(step, dot, u_proj, weights, leak, linear, x0, states, w_fb, w_out, b_out, y0, outputs):
     B, T, N = u_proj.shape
     O = w_out.shape[0]
     dtype = np.dtype(u_proj.dtype)
@@ -114,19 +228,46 @@ def _run(step, u_proj, weights, leak, linear, x0, states, w_fb, w_out, b_out, y0
             outputs = cuda.device_array((1, 1, 1), dtype=dtype)
         else:
             (outputs,) = d.outputs(outputs)
+        keep, leak, linear = dtype.type(1.0 - float(leak)), dtype.type(leak), bool(linear)
+        ks = _split_for(weights, N)
+        kernel = _persistent(dtype, dot)
+        args = (u_proj, weights, ks, keep, leak, linear, x0, states, w_fb, w_out, b_out, y0, O)
+        launch = _persistent_grid(kernel, (*args, outputs), ks, B * N)
+        if launch is not None:
+            blocks, shared = launch
+            kernel[blocks, config.THREADS_PER_BLOCK, 0, shared](*args, outputs)
+            return
+        if config.CUDA_RECURRENCE == "persistent":
+            raise RuntimeError(
+                "the persistent reservoir kernel cannot run here"
+                + (f" ({cc.persistent_error})" if cc.persistent_error else "")
+            )
         tpb = config.THREADS_PER_BLOCK
         launch = step[cc._ceil(B * N, tpb), tpb]
         readout = _readout_step[cc._ceil(B * max(O, 1), tpb), tpb]
-        keep, leak = dtype.type(1.0 - float(leak)), dtype.type(leak)
         for t in range(T):
-            launch(t, u_proj, *weights, keep, leak, bool(linear), x0, states, w_fb, y0, outputs, O)
+            launch(t, u_proj, *weights, keep, leak, linear, x0, states, w_fb, y0, outputs, O)
             if O > 0:
                 readout(t, states, w_out, b_out, outputs)
 
 
 def esn_forward(u_proj, w_hh_t, leak, linear, x0, states, w_fb, w_out, b_out, y0, outputs):
     """Dense W: thread (b, i) takes the dot product x_{t-1}[b] . w_hh_t[:, i]."""
-    _run(_dense_step, u_proj, (w_hh_t,), leak, linear, x0, states, w_fb, w_out, b_out, y0, outputs)
+    _run(
+        _dense_step,
+        _dense_dot,
+        u_proj,
+        (w_hh_t,),
+        leak,
+        linear,
+        x0,
+        states,
+        w_fb,
+        w_out,
+        b_out,
+        y0,
+        outputs,
+    )
 
 
 def esn_forward_csr(
@@ -135,6 +276,7 @@ def esn_forward_csr(
     """CSR W: thread (b, i) gathers row i of W against x_{t-1}[b]."""
     _run(
         _csr_step,
+        _csr_dot,
         u_proj,
         (indptr, indices, data),
         leak,
