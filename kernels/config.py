@@ -103,6 +103,10 @@ CUDA_SHARED_BYTES = env_number("SEQBENCH_CUDA_SHARED_BYTES", 48 * 1024)
 # too small to fill a block with (batch row, unit) pairs; must be a power of two.
 CUDA_MAX_SPLIT = 32
 
+# Lanes that split one CSR row of the persistent reservoir kernel; 0 chooses them per call
+# from the batch and the grid (kernels/cuda/esn.py). Tests set it to exercise the split.
+CUDA_ESN_LANES = env_number("SEQBENCH_CUDA_ESN_LANES", 0)
+
 # Square output tile of the GEMM kernel (input projection, weight gradients); each thread
 # computes a 2x2 micro-tile, so a tile of 32 runs 256 threads. Must be even.
 GEMM_TILE = env_number("SEQBENCH_GEMM_TILE", 32)

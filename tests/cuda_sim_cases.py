@@ -47,8 +47,9 @@ GEOMETRIES = {
 
 @pytest.fixture
 def geometry(monkeypatch):
-    def use(mode="auto", threads=4, split=32):
+    def use(mode="auto", threads=4, split=32, esn_lanes=0):
         monkeypatch.setattr(config, "CUDA_RECURRENCE", mode)
+        monkeypatch.setattr(config, "CUDA_ESN_LANES", esn_lanes)
         monkeypatch.setattr(config, "THREADS_PER_BLOCK", threads)
         monkeypatch.setattr(config, "CUDA_MAX_SPLIT", split)
         monkeypatch.setattr(config, "GEMM_TILE", 4)
@@ -372,13 +373,13 @@ def test_esn_kernel_matches_cpu_float64(B, sparse, linear, O, geometry):
 @pytest.mark.parametrize("O", [0, 2])
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize(
-    "B, N, density",
-    [(1, 9, 1.0), (3, 7, 0.4)],  # CSR rows split over groups of 4 lanes; and one lane a row
+    "B, N, density, lanes",
+    [(1, 9, 1.0, 4), (3, 7, 0.4, 0)],  # CSR rows split over groups of 4 lanes; lanes chosen
 )
-def test_esn_persistent_kernel_matches_cpu(B, N, density, sparse, O, dtype, geometry):
+def test_esn_persistent_kernel_matches_cpu(B, N, density, lanes, sparse, O, dtype, geometry):
     """The whole time loop in one launch: 4 threads a block, so the B*N pairs (and the B*O
     readout pairs) go round the grid's groups in several rounds."""
-    geometry("persistent")
+    geometry("persistent", esn_lanes=lanes)
     d = _esn_data(B, N=N, O=O, density=density)
     d = {k: v if k == "csr" else v.astype(dtype) for k, v in d.items()}
     d["csr"] = (*d["csr"][:2], d["csr"][2].astype(dtype))

@@ -184,33 +184,36 @@ def _persistent(dtype, dot):
     return run
 
 
-def _split_for(weights, N):
-    """Lanes a dot product: dense columns are read one thread a unit, so that neighbouring
-    threads read neighbouring addresses; a CSR row gets up to a warp, about two nonzeros a
-    lane (fewer lanes than that idle more than they save)."""
+def _split_for(weights, N, pairs, threads):
+    """Lanes a pair's dot product. Dense W: one, so that neighbouring threads read neighbouring
+    columns. CSR: as many as still let one round cover all `pairs` with the `threads` that run
+    at once, up to a warp and about four nonzeros a lane. On an H100 (N = 1000, 10%) a round
+    too many cost more than the lanes saved: B = 32 ran 18 us a step at 2 lanes (one round),
+    59 at 32 (four rounds); B = 1 ran 6.3 at 16 lanes, 11.5 at 2."""
+    if config.CUDA_ESN_LANES:
+        return config.CUDA_ESN_LANES
     ks = 1
     if len(weights) == 3:
-        per_row = (int(weights[0][N]) - int(weights[0][0])) / max(N, 1)
-        while ks * 2 <= min(config.CUDA_MAX_SPLIT, config.THREADS_PER_BLOCK, per_row / 2):
+        per_row = weights[2].size / max(N, 1)
+        limit = min(config.CUDA_MAX_SPLIT, config.THREADS_PER_BLOCK, per_row / 4, threads / pairs)
+        while ks * 2 <= limit:
             ks *= 2
     return ks
 
 
-def _persistent_grid(kernel, args, ks, pairs):
-    """Blocks for a cooperative launch of `kernel` (enough for one round of `pairs`, at most
-    what fits co-resident), or None where it cannot run here."""
-    n_sm, coop = cc._device_facts()
+def _cooperative(kernel, args):
+    """(blocks that fit co-resident, shared bytes a block) for a cooperative launch of
+    `kernel`, or None where it cannot run here."""
+    _, coop = cc._device_facts()
     if not coop or config.CUDA_RECURRENCE == "per-step":
         return None
-    tpb = config.THREADS_PER_BLOCK
-    shared = tpb * np.dtype(args[0].dtype).itemsize
+    shared = config.THREADS_PER_BLOCK * np.dtype(args[0].dtype).itemsize
     try:  # compiles the kernel: needs libcudadevrt (grid sync) from the CUDA toolkit
-        capacity = cc.cooperative_capacity(kernel, args, tpb, shared)
+        capacity = cc.cooperative_capacity(kernel, args, config.THREADS_PER_BLOCK, shared)
     except Exception as exc:  # no cudadevrt, no cooperative launch: launch per step
         cc.persistent_error = f"{type(exc).__name__}: {exc}"
         return None
-    wanted = cc._ceil(pairs, tpb // ks)
-    return (min(wanted, capacity), shared) if capacity > 0 else None
+    return (capacity, shared) if capacity > 0 else None
 
 
 def _run(step, dot, u_proj, weights, leak, linear, x0, states, w_fb, w_out, b_out, y0, outputs):
@@ -229,13 +232,14 @@ def _run(step, dot, u_proj, weights, leak, linear, x0, states, w_fb, w_out, b_ou
         else:
             (outputs,) = d.outputs(outputs)
         keep, leak, linear = dtype.type(1.0 - float(leak)), dtype.type(leak), bool(linear)
-        ks = _split_for(weights, N)
         kernel = _persistent(dtype, dot)
-        args = (u_proj, weights, ks, keep, leak, linear, x0, states, w_fb, w_out, b_out, y0, O)
-        launch = _persistent_grid(kernel, (*args, outputs), ks, B * N)
-        if launch is not None:
-            blocks, shared = launch
-            kernel[blocks, config.THREADS_PER_BLOCK, 0, shared](*args, outputs)
+        args = (u_proj, weights, 1, keep, leak, linear, x0, states, w_fb, w_out, b_out, y0, O)
+        fits = _cooperative(kernel, (*args, outputs))
+        if fits is not None:
+            tpb, (capacity, shared) = config.THREADS_PER_BLOCK, fits
+            ks = _split_for(weights, N, B * N, capacity * tpb)
+            blocks = min(capacity, cc._ceil(B * N, tpb // ks))
+            kernel[blocks, tpb, 0, shared](*args[:2], ks, *args[3:], outputs)
             return
         if config.CUDA_RECURRENCE == "persistent":
             raise RuntimeError(

@@ -396,6 +396,8 @@ class EchoStateNetwork:
             states = buffers.empty((x.shape[0], x.shape[1], self.hidden_size), self._np_dtype)
             inputs = (x, np.ascontiguousarray(w_in_t), self.params["bias_hh_l0"])
             return self._run_numba(inputs, states, s0, free)
+        if self.backend == "cuda":
+            return self._run_cuda(x, w_in_t, s0, free)
         u_proj = self._project(x, w_in_t)
         if self.backend == "numpy":
             return reference_run(
@@ -403,6 +405,27 @@ class EchoStateNetwork:
             )
         # states written in place: the kernels read each u_proj[b, t] before writing it
         return self._run_numba((u_proj, None, None), u_proj, s0, free)
+
+    def _run_cuda(self, x, w_in_t, s0, free):
+        """Only x (B, T, K) crosses to the GPU: the input is projected there, one GEMM into the
+        states buffer that the kernel then overwrites in place, and the states come back once
+        (a host projection would send the (B, T, N) array over the bus as well)."""
+        from ..backends.cuda_gpu import require_gpu
+
+        require_gpu()  # one-line ConfigError without a GPU
+        from ..kernels.cuda import _common as cc
+
+        B, T, K = x.shape
+        N, dt = self.hidden_size, self._np_dtype
+        u = cc.cuda.device_array((B * T, N), dt)
+        x_d = cc.to_device(np.ascontiguousarray(x.reshape(B * T, K), dt))
+        bias = cc.to_device(self.params["bias_hh_l0"])
+        cc.gemm(x_d, cc.to_device(np.ascontiguousarray(w_in_t, dt)), u, bias=bias)
+        u = u.reshape(B, T, N)
+        _, outputs = self._run_numba((u, None, None), u, s0, free)
+        states = buffers.empty((B, T, N), dt)
+        u.copy_to_host(states)
+        return states, outputs
 
     @property
     def _leak(self) -> float:
