@@ -84,9 +84,10 @@ def two_threads():
 
 
 # 1, 2: one series at a time, rows split over two threads meeting at a barrier each step
-# (N = 300 at 10%: enough nonzeros for two threads); 8, 17, 40: chunks of 16 series per thread
-# (the last chunk partly empty)
-@pytest.mark.parametrize("B", [1, 2, 8, 17, 40])
+# (N = 300 at 10%: enough nonzeros for two threads); 4, 8: one chunk, its units split over a
+# team of two threads (a barrier a step); 17, 40: chunks of 16 series per thread (the last
+# chunk partly empty)
+@pytest.mark.parametrize("B", [1, 2, 4, 8, 17, 40])
 def test_threaded_sparse_kernels_match_reference(B, two_threads, rng):
     kw = {"seed": 5, "connectivity": 0.1, "leak": 0.6, "bias_scaling": 0.3, "feedback_size": 1}
     fast, ref = build_esn(2, 300, **kw), build_esn(2, 300, backend="numpy", **kw)
@@ -143,19 +144,22 @@ def test_batch_major_transpose_every_alignment_and_remainder(dtype, rng):
     from seqbench.kernels.cpu.esn import _to_batch_major
 
     @njit
-    def write(x, states, t, b0, n):
-        _to_batch_major(x, states, t, b0, n)
+    def write(x, states, t, b0, n, r0, r1):
+        _to_batch_major(x, states, t, b0, n, r0, r1)
 
     cases = [(20, 5, 1000, 2, 16), (20, 7, 300, 0, 17), (9, 3, 13, 1, 8), (4, 2, 5, 0, 3)]
     for B, T, N, b0, n in cases:
-        for offset in (0, 1, 3):  # the array's start: on a line, or 1 or 3 elements past
-            buf = np.zeros(B * T * N + 8, dtype=dtype)
-            states = buf[offset : offset + B * T * N].reshape(B, T, N)
-            x = rng.standard_normal((N + 1, 24)).astype(dtype)
-            expected = states.copy()
-            expected[b0 : b0 + n, T - 1] = x[:N, :n].T
-            write(x, states, T - 1, b0, n)
-            np.testing.assert_array_equal(states, expected)
+        # all units, and a team member's range: from a line boundary or not, to one or not
+        for r0, r1 in ((0, N), (N // 3, N - N // 4), (8, N), (1, 5)):
+            r1 = min(r1, N)
+            for offset in (0, 1, 3):  # the array's start: on a line, or 1 or 3 elements past
+                buf = np.zeros(B * T * N + 8, dtype=dtype)
+                states = buf[offset : offset + B * T * N].reshape(B, T, N)
+                x = rng.standard_normal((N + 1, 24)).astype(dtype)
+                expected = states.copy()
+                expected[b0 : b0 + n, T - 1, r0:r1] = x[r0:r1, :n].T
+                write(x, states, T - 1, b0, n, r0, r1)
+                np.testing.assert_array_equal(states, expected)
 
 
 def test_spin_barrier_orders_every_step_across_threads(two_threads):

@@ -63,7 +63,6 @@ from numba.extending import overload
 from .. import config
 from .._math import tanh_f64
 from ._simd import (
-    empty_aligned,
     make_slice_rows,
     make_sparse_row,
     transpose8,
@@ -115,37 +114,37 @@ def _input_at(x, w_in_t, bias, b, t, i):
 
 
 @njit(inline="always")
-def _to_unit_major(x, w_in_t, bias, t, out, b0, n, N):  # out[i, j]: input of series b0 + j
-    for i0 in range(0, N, _BLOCK):
-        i1 = min(i0 + _BLOCK, N)
+def _to_unit_major(x, w_in_t, bias, t, out, b0, n, r0, r1):  # out[i, j], r0 <= i < r1: input
+    for i0 in range(r0, r1, _BLOCK):  # of unit i of series b0 + j
+        i1 = min(i0 + _BLOCK, r1)
         for j in range(n):
             for i in range(i0, i1):
                 out[i, j] = input_at(x, w_in_t, bias, b0 + j, t, i)
 
 
-def chunk_inputs(x, w_in_t, bias, t, out, b0, n, lanes):
-    """out[i, j] = the input of unit i at step t of series b0 + j, j < n, as ``input_at``
-    reads it; out: (N + 1, CHUNK). A raw input (w_in_t not None) goes through lanes, a
+def chunk_inputs(x, w_in_t, bias, t, out, b0, n, lanes, r0, r1):
+    """out[i, j] = the input of unit i at step t of series b0 + j, j < n and r0 <= i < r1, as
+    ``input_at`` reads it; out: (N + 1, CHUNK). A raw input (w_in_t not None) goes through lanes, a
     (K, CHUNK) scratch array, and is projected for all CHUNK lanes at once, unit by unit in
     contiguous vectors (its strided form, unit-major stores through input_at, cost 2.9 against
     ~1 us per series-step); lanes past n hold input 0 and a state nobody reads."""
 
 
 @overload(chunk_inputs, inline="always")
-def _chunk_inputs(x, w_in_t, bias, t, out, b0, n, lanes):
+def _chunk_inputs(x, w_in_t, bias, t, out, b0, n, lanes, r0, r1):
     if isinstance(w_in_t, types.NoneType):
 
-        def transposed(x, w_in_t, bias, t, out, b0, n, lanes):
-            _to_unit_major(x, w_in_t, bias, t, out, b0, n, out.shape[0] - 1)
+        def transposed(x, w_in_t, bias, t, out, b0, n, lanes, r0, r1):
+            _to_unit_major(x, w_in_t, bias, t, out, b0, n, r0, r1)
 
         return transposed
 
-    def fused(x, w_in_t, bias, t, out, b0, n, lanes):
+    def fused(x, w_in_t, bias, t, out, b0, n, lanes, r0, r1):
         K = x.shape[2]
         for m in range(K):
             for j in range(n):
                 lanes[m, j] = x[b0 + j, t, m]
-        for i in range(out.shape[0] - 1):
+        for i in range(r0, r1):
             row = out[i]
             for j in range(CHUNK):
                 row[j] = bias[i]
@@ -158,21 +157,22 @@ def _chunk_inputs(x, w_in_t, bias, t, out, b0, n, lanes):
 
 
 @njit(inline="always")
-def _to_batch_major(x, states, t, b0, n):
-    """states[b0 + j, t, i] = x[i, j] for j < n: 8 x 8 blocks transposed in registers, with
+def _to_batch_major(x, states, t, b0, n, r0, r1):
+    """states[b0 + j, t, i] = x[i, j] for j < n, r0 <= i < r1: 8 x 8 blocks transposed in
+    registers, with
     streaming stores where every row of the view starts at the same offset from a 64-byte
     boundary (its stride a multiple of 64: N = 1000 in float64), the units before the first
     boundary and after the last block, and the series past the last 8, one by one. One
     thread, 16 series, N = 1000: 1.05 -> 0.52 us per series-step (the stores no longer read
     each line of ``states`` from memory before writing it)."""
-    N = states.shape[2]
     dst = states[b0 : b0 + n, t]  # (n, N), rows contiguous
     width = 8 * x.itemsize  # bytes of a block's row
     stream = dst.strides[0] % width == 0
     lead = (-dst.ctypes.data) % width // x.itemsize if stream else 0
-    units, series = lead + (N - lead) // 8 * 8, n // 8 * 8
+    first = r0 + (lead - r0) % 8  # the first unit >= r0 on a line boundary
+    units, series = first + max(0, r1 - first) // 8 * 8, n // 8 * 8
     for j0 in range(0, series, 8):
-        for i0 in range(lead, units, 8):
+        for i0 in range(first, units, 8):
             if stream:
                 transpose8_stream(x, dst, i0, j0)
             else:
@@ -180,9 +180,9 @@ def _to_batch_major(x, states, t, b0, n):
     for j in range(n):
         row = dst[j]
         if j < series:
-            for i in range(lead):
+            for i in range(r0, min(first, r1)):
                 row[i] = x[i, j]
-        for i in range(units if j < series else 0, N):
+        for i in range(units if j < series else r0, r1):
             row[i] = x[i, j]
 
 
@@ -251,7 +251,7 @@ def esn_forward_csr(
     x = np.ascontiguousarray(x0.T)  # (N, B): row j holds unit j of every series
     x_new = np.empty_like(x)  # (N, B): pre-activation, then the new state
     for t in range(T):
-        _to_unit_major(u_proj, None, None, t, x_new, 0, B, N)
+        _to_unit_major(u_proj, None, None, t, x_new, 0, B, 0, N)
         for o in range(O):
             for i in range(N):
                 for b in range(B):
@@ -277,7 +277,7 @@ def esn_forward_csr(
             for b in range(B):
                 new[b] = keep * old[b] + leak * _activate(new[b], linear)
         x, x_new = x_new, x
-        _to_batch_major(x, states, t, 0, B)
+        _to_batch_major(x, states, t, 0, B, 0, N)
         if O > 0:
             for b in range(B):
                 _readout(x[:, b], w_out, b_out, y[b])
@@ -298,56 +298,89 @@ GROUP = 4  # nonzeros per pass; each (block, row) segment is padded to a multipl
 _sparse_row = make_sparse_row(CHUNK, GROUP)
 
 
+@njit(inline="always")
+def _chunk_step(
+    x_in, w_in_t, bias, bptr, bidx, bdat, keep, leak, linear, w_fb, w_out, y, x, x_new, t,
+    b0, n, lanes, r0, r1,
+):  # fmt: skip
+    """Units r0..r1-1 of step t of the chunk of series b0..b0+n-1: x_new from x."""
+    chunk_inputs(x_in, w_in_t, bias, t, x_new, b0, n, lanes, r0, r1)
+    if w_out is not None:
+        for o in range(w_out.shape[0]):
+            for i in range(r0, r1):
+                for j in range(n):
+                    x_new[i, j] += w_fb[i, o] * y[j, o]
+    for c in range(bptr.shape[0]):
+        ptr = bptr[c]
+        for i in range(r0, r1):
+            _sparse_row(x, bidx, bdat, x_new, i, ptr[i], ptr[i + 1])
+    for i in range(r0, r1):
+        old, new = x[i], x_new[i]
+        for j in range(CHUNK):
+            new[j] = keep * old[j] + leak * _activate(new[j], linear)
+
+
 @njit(cache=config.CACHE, fastmath=config.FASTMATH, error_model="numpy", nogil=True)
 def esn_forward_chunks(
     x_in, w_in_t, bias, bptr, bidx, bdat, leak, linear, x0, states, w_fb, w_out, b_out, y0,
-    outputs, lo, hi,
+    outputs, lo, hi, x_pair, rows, counters, me, team,
 ):  # fmt: skip
-    """Series lo..hi-1, CHUNK at a time, each chunk through all T steps (one call per thread,
-    no thread waits for another). W in blocked CSR: for column block c (the x rows it reads
-    stay in L1), row i's nonzeros are bidx/bdat[bptr[c, i]:bptr[c, i + 1]], a multiple of
-    GROUP long, padded with weight 0 at column N (a row of x that stays 0).
-        bptr: [n_blocks, N + 1] uint32; bidx: [nnz_padded] uint32; bdat: [nnz_padded]
+    """Series lo..hi-1, CHUNK at a time, each chunk through all T steps, by a team of
+    ``team`` threads (called once per member, ``me`` = 0 .. team-1, all at the same time):
+    member k computes units rows[k] .. rows[k + 1] - 1 of every step, and the team meets at
+    a barrier (_sync.barrier) once a step. A team of one runs without barriers. W in blocked
+    CSR: for column block c (the x rows it reads stay in L1), row i's nonzeros are
+    bidx/bdat[bptr[c, i]:bptr[c, i + 1]], a multiple of GROUP long, padded with weight 0 at
+    column N (a row of x that stays 0).
+        bptr:     [n_blocks, N + 1] uint32; bidx: [nnz_padded] uint32; bdat: [nnz_padded]
+        x_pair:   [2 * (N + 1), CHUNK] on a 64-byte boundary (_simd.empty_aligned), zeros:
+                  the team's chunk state, unit-major, double-buffered
+        rows:     int64 [team + 1] the members' unit ranges
+        counters: int64 [team * _sync.STRIDE], zeros
     The input is x_in, w_in_t, bias as in ``input_at`` (w_in_t None: x_in is u_proj, and may
     be ``states`` itself). Other arguments as esn_forward_csr, except that w_fb, w_out, b_out,
-    y0 and outputs are all None without output feedback (see ``_NO_FEEDBACK``)."""
+    y0 and outputs are all None without output feedback (see ``_NO_FEEDBACK``); member 0
+    writes ``outputs``."""
     B, T, N = states.shape
     keep = 1.0 - leak
-    x = empty_aligned(N + 1, CHUNK, x0.dtype)  # (N + 1, CHUNK): unit-major chunk state
-    x_new = empty_aligned(N + 1, CHUNK, x0.dtype)  # lanes past the chunk's series stay 0
+    r0, r1 = rows[me], rows[me + 1]
+    x, x_new = x_pair[: N + 1], x_pair[N + 1 :]  # lanes past the chunk's series stay 0
+    O = 0
     if w_out is not None:
-        y = np.empty((CHUNK, w_out.shape[0]), dtype=x0.dtype)
+        O = w_out.shape[0]
+    y = np.empty((CHUNK, O), dtype=x0.dtype)
     lanes = np.zeros((x_in.shape[2], CHUNK), dtype=x0.dtype)
+    generation = 0
     for b0 in range(lo, hi, CHUNK):
         n = min(CHUNK, hi - b0)
+        if team > 1:  # the last step's readout may still read the other members' rows
+            generation += 1
+            barrier(counters, me, team, generation)
         lanes[:] = 0.0
-        x[:] = 0.0
-        x_new[:] = 0.0
+        x[r0:r1] = 0.0
+        x_new[r0:r1] = 0.0
         for j in range(n):
-            x[:N, j] = x0[b0 + j]
+            x[r0:r1, j] = x0[b0 + j, r0:r1]
         if w_out is not None:
             y[:n] = y0[b0 : b0 + n]
         for t in range(T):
-            chunk_inputs(x_in, w_in_t, bias, t, x_new, b0, n, lanes)
-            if w_out is not None:
-                for o in range(w_out.shape[0]):
-                    for i in range(N):
-                        for j in range(n):
-                            x_new[i, j] += w_fb[i, o] * y[j, o]
-            for c in range(bptr.shape[0]):
-                ptr = bptr[c]
-                for i in range(N):
-                    _sparse_row(x, bidx, bdat, x_new, i, ptr[i], ptr[i + 1])
-            for i in range(N):
-                old, new = x[i], x_new[i]
-                for j in range(CHUNK):
-                    new[j] = keep * old[j] + leak * _activate(new[j], linear)
+            if team > 1:  # every member's rows of x are in place
+                generation += 1
+                barrier(counters, me, team, generation)
+            _chunk_step(
+                x_in, w_in_t, bias, bptr, bidx, bdat, keep, leak, linear, w_fb, w_out, y, x,
+                x_new, t, b0, n, lanes, r0, r1,
+            )  # fmt: skip
             x, x_new = x_new, x
-            _to_batch_major(x, states, t, b0, n)
+            _to_batch_major(x, states, t, b0, n, r0, r1)
             if w_out is not None:
+                if team > 1:  # y_t needs every member's rows
+                    generation += 1
+                    barrier(counters, me, team, generation)
                 for j in range(n):
                     _readout(x[:N, j], w_out, b_out, y[j])
-                    outputs[b0 + j, t] = y[j]
+                    if me == 0:
+                        outputs[b0 + j, t] = y[j]
     store_fence()  # the streamed states are complete before the caller reads them
 
 
