@@ -28,6 +28,7 @@ from seqbench.tasks import make_task
 
 N, CONNECTIVITY, STEPS, BATCH, N_BUILD = 1000, 0.1, 10_000, 32, 5000
 IMPLEMENTATIONS = ["seqbench", "reservoirpy"]
+RUN_IMPLEMENTATIONS = ["seqbench", "seqbench-cuda", "reservoirpy"]  # the GPU where there is one
 
 
 def _reservoirpy():
@@ -41,6 +42,17 @@ def _reservoirpy():
 
 def _model(n=N, seed=0, **kw):
     return build_esn(1, n, seed=seed, connectivity=CONNECTIVITY, spectral_radius=0.9, **kw)
+
+
+def _gpu_twin(model):
+    """The same reservoir on the GPU (backend cuda), or NotImplementedError without one."""
+    from seqbench.backends.cuda_gpu import gpu_missing
+
+    if gpu_missing() is not None:
+        raise NotImplementedError(f"no CUDA GPU here ({gpu_missing()})")
+    twin = _model(backend="cuda")
+    twin.load_state_dict(model.state_dict())
+    return twin
 
 
 def _rpy_twin(model):
@@ -63,7 +75,7 @@ def _run_reservoirpy(res, u):
 
 
 class ReservoirRun:
-    params = [IMPLEMENTATIONS, [1, BATCH]]
+    params = [RUN_IMPLEMENTATIONS, [1, BATCH]]
     param_names = ["implementation", "batch"]
     timeout = 900
     number = 1
@@ -76,6 +88,9 @@ class ReservoirRun:
             self.res = _rpy_twin(self.model)
             self.res.run(self.u[0, :10])  # initialise the node: reset() needs its state
             self.run = lambda: _run_reservoirpy(self.res, self.u)
+        elif implementation == "seqbench-cuda":
+            self.model = _gpu_twin(self.model)
+            self.run = lambda: self.model.forward(self.u)
         else:
             self.run = lambda: self.model.forward(self.u)
         self.model.forward(self.u[:, :10])  # compile (or load the cached kernels)
@@ -211,6 +226,13 @@ def _kernel_only(model, u, threads=None):
     return run if threads is None else run_on_threads
 
 
+def gpu_name() -> str:
+    from numba import cuda
+
+    name = cuda.get_current_device().name
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
 def main(repeat=3):
     import scipy
 
@@ -222,44 +244,40 @@ def main(repeat=3):
     model.forward(u1[:, :10])
     model.forward(u32[:, :10])
     res.run(u1[0, :10])
+    try:  # the GPU's rows, where there is one: host arrays in and out, as the CPU forward
+        gpu = _gpu_twin(model)
+        gpu.forward(u32[:, :10])
+        on_gpu = {"seqbench cuda forward": lambda u: gpu.forward(u)}
+        print(f"GPU: {gpu_name()}")
+    except NotImplementedError as why:
+        on_gpu = {}
+        print(f"no GPU rows: {why}")
     print(f"per series-step, N={N}, {CONNECTIVITY:.0%} connectivity, T={STEPS}:")
-    one = _compare(
-        "one series",
-        {
-            "seqbench forward": lambda: model.forward(u1),
-            "seqbench kernel": _kernel_only(model, u1),
-            "seqbench kernel, 1 thread": _kernel_only(model, u1, threads=1),
-            "reservoirpy": lambda: _run_reservoirpy(res, u1),
-        },
-        dict.fromkeys(
-            ("seqbench forward", "seqbench kernel", "seqbench kernel, 1 thread", "reservoirpy"),
-            STEPS,
-        ),
-        repeat,
-    )
+    fns = {
+        "seqbench forward": lambda: model.forward(u1),
+        "seqbench kernel": _kernel_only(model, u1),
+        "seqbench kernel, 1 thread": _kernel_only(model, u1, threads=1),
+        "reservoirpy": lambda: _run_reservoirpy(res, u1),
+        **{k: (lambda f=f: f(u1)) for k, f in on_gpu.items()},
+    }
+    one = _compare("one series", fns, dict.fromkeys(fns, STEPS), repeat)
     nnz = model.params["weight_hh_l0"].nnz
     for k in ("seqbench kernel", "seqbench kernel, 1 thread"):
         # a step is bound by its nnz indexed loads x[j] (the gather unit's throughput)
         print(f"  one series, {k}: {1e9 * one[k][0] / nnz:.2f} ns a nonzero ({nnz} nonzeros)")
-    batch = _compare(
-        f"batch of {BATCH}",
-        {
-            "seqbench forward": lambda: model.forward(u32),
-            "seqbench kernel": _kernel_only(model, u32),
-            "reservoirpy (4 series)": lambda: _run_reservoirpy(res, u32[:4]),
-        },
-        {
-            "seqbench forward": BATCH * STEPS,
-            "seqbench kernel": BATCH * STEPS,
-            "reservoirpy (4 series)": 4 * STEPS,
-        },
-        repeat,
-    )
+    fns = {
+        "seqbench forward": lambda: model.forward(u32),
+        "seqbench kernel": _kernel_only(model, u32),
+        "reservoirpy (4 series)": lambda: _run_reservoirpy(res, u32[:4]),
+        **{k: (lambda f=f: f(u32)) for k, f in on_gpu.items()},
+    }
+    per = {**dict.fromkeys(fns, BATCH * STEPS), "reservoirpy (4 series)": 4 * STEPS}
+    batch = _compare(f"batch of {BATCH}", fns, per, repeat)
     for what, table, rp in (
         ("one series", one, one["reservoirpy"]),
         (f"batch of {BATCH}", batch, batch["reservoirpy (4 series)"]),
     ):
-        for k in ("seqbench forward", "seqbench kernel"):
+        for k in ("seqbench forward", "seqbench kernel", *on_gpu):
             ours = table[k]
             print(
                 f"  speed-up {what}, {k}: {rp[0] / ours[0]:.1f}x wall, {rp[1] / ours[1]:.1f}x cpu"
