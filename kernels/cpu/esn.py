@@ -25,7 +25,7 @@ Kernels. ``esn_forward`` (dense W) and ``esn_forward_csr`` run the batch on the 
 thread (the CUDA module mirrors both). seqbench.models.esn runs a CSR reservoir on the CPU
 through the threaded pair at the end of this module instead, with the input projected inside
 the time loop when it is small (``input_at``):
-- ``esn_forward_rows``, fewer than 4 series per thread: series one by one, each step's units
+- ``esn_forward_rows``, fewer than 4 series: series one by one, each step's units
   split over the threads, which meet at a spin barrier (_sync.barrier, ~1 us) once a step.
   A step is bound by its 100k indexed loads x[j] (N = 1000, 10%), so W is held in sliced
   ELLPACK (8 units a slice, one 8-lane gather a slot, see _simd.make_slice_rows): no
@@ -34,8 +34,12 @@ the time loop when it is small (``input_at``):
   The two threads exchange the state each step: with a private copy each (wrong results,
   timing only) a step took 20-21 us. Dense 8x1 row blocks (no gathers, but 5.7x the
   weights to stream) ran 4x slower than CSR (measured).
-- ``esn_forward_chunks``, more series: sparse x dense in chunks of 16 series, each thread
-  its own chunks through all T steps. The chunk's state lives unit-major, (N + 1, 16), so
+- ``esn_forward_chunks``, more series: sparse x dense in chunks of 16 series, each team of
+  threads its own chunks through all T steps. While there are at least as many chunks as
+  threads a team is one thread and nobody waits; with fewer, the spare threads join the
+  teams and split each step's units, meeting at the barrier once a step (2 threads, B = 8:
+  10.1 against 16.3 us a series-step on one; 16 cores, B = 32: 2.0-2.3, against 8.9 with
+  the rows kernel that B = 32 took there before). The chunk's state lives unit-major, (N + 1, 16), so
   each nonzero W_ij is loaded once and multiplies 16 contiguous x_j values; W is cut into
   column blocks of 256 so that the x rows a block reads stay in L1. A row's nonzeros run
   through ``_simd.make_sparse_row``: explicit vector IR with four accumulator sets of 16
