@@ -39,9 +39,9 @@ the time loop when it is small (``input_at``):
   threads a team is one thread and nobody waits; with fewer, the spare threads join the
   teams and split each step's units, meeting at the barrier once a step (2 threads, B = 8:
   10.1 against 16.3 us a series-step on one; 16 cores, B = 32: 2.0-2.3, against 8.9 with
-  the rows kernel that B = 32 took there before). The chunk's state lives unit-major, (N + 1, 16), so
-  each nonzero W_ij is loaded once and multiplies 16 contiguous x_j values; W is cut into
-  column blocks of 256 so that the x rows a block reads stay in L1. A row's nonzeros run
+  the rows kernel that B = 32 took there before). The chunk's state lives unit-major,
+  (N + 1, 16), so each nonzero W_ij is loaded once and multiplies 16 contiguous x_j values;
+  W is cut into column blocks of 256 so that the x rows a block reads stay in L1. A row's nonzeros run
   through ``_simd.make_sparse_row``: explicit vector IR with four accumulator sets of 16
   lanes held in registers, so a nonzero costs its loads (index, weight, two 512-bit rows
   of x), not an FMA latency; the state starts on a cache line (``_simd.empty_aligned``) so that
