@@ -41,9 +41,9 @@ the time loop when it is small (``input_at``):
   10.1 against 16.3 us a series-step on one; 16 cores, B = 32: 2.0-2.3, against 8.9 with
   the rows kernel that B = 32 took there before). The chunk's state lives unit-major,
   (N + 1, 16), so each nonzero W_ij is loaded once and multiplies 16 contiguous x_j values;
-  W is cut into column blocks of 256 so that the x rows a block reads stay in L1. A row's nonzeros run
-  through ``_simd.make_sparse_row``: explicit vector IR with four accumulator sets of 16
-  lanes held in registers, so a nonzero costs its loads (index, weight, two 512-bit rows
+  W is cut into column blocks of 256 so that the x rows a block reads stay in L1. A row's
+  nonzeros run through ``_simd.make_sparse_row``: explicit vector IR with four accumulator
+  sets of 16 lanes held in registers, so a nonzero costs its loads (index, weight, two 512-bit rows
   of x), not an FMA latency; the state starts on a cache line (``_simd.empty_aligned``) so that
   no row load straddles two. The input of a chunk is projected for all 16 lanes at once
   (``chunk_inputs``). Measured at B = 32, T = 1000, two threads: 13.6 -> 7.1 us per
