@@ -1,5 +1,6 @@
 """What every CUDA kernel shares: scalar math, the tiled GEMM, the recurrence's building blocks
-and its launch plan. The cell modules only hold their own gate math and time loops.
+and its launch plan. The cell modules only hold their own gate math (step functions); the
+time loops and launches built from those are in _launch.py.
 
 How a recurrence is split over the GPU (forward and backward alike):
 
@@ -26,8 +27,9 @@ How a recurrence is split over the GPU (forward and backward alike):
     ``finish_norms`` takes sqrt, sums blocks and averages the batch (deterministic order).
 
 Kernels that allocate shared memory are built per dtype (``cuda.shared.array`` needs its dtype
-at compile time) by ``functools.cache``-d factories in each module; device functions are
-generic. Arrays are device arrays; ``DeviceCall`` accepts host arrays too.
+at compile time) by ``functools.cache``-d factories (_launch.py for the cells, esn.py for the
+reservoir, ``_gemm_kernels`` here); device functions are generic. Arrays are device arrays;
+``DeviceCall`` accepts host arrays too.
 """
 
 from __future__ import annotations

@@ -21,18 +21,16 @@ Backward: 1 column per unit (column j of w_hh), dot length 4H (dpre_{t+1}); dc0 
 dL/dc_t through the loop, each entry owned by one thread.
 """
 
-import functools
-
-import numba
-import numpy as np
 from numba import cuda
 
 from . import _common as cc
+from . import _launch
 from ._common import dsigmoid_from_output, dtanh_from_output, sigmoid, tanh_
 
 
 @cuda.jit(device=True)
-def _forward_step(t, blk, x_proj, w, w0, kp, S, ks, b_hh, h0, c0, gates, c_seq, h_seq, red, zero):
+def _forward_step(t, blk, w, w0, kp, S, ks, args, red, zero):
+    x_proj, b_hh, h0, c0, gates, c_seq, h_seq = args
     T, B, G = x_proj.shape
     H = G // 4
     h_prev = h0 if t == 0 else h_seq[t - 1]
@@ -58,28 +56,10 @@ def _forward_step(t, blk, x_proj, w, w0, kp, S, ks, b_hh, h0, c0, gates, c_seq, 
 
 
 @cuda.jit(device=True)
-def _backward_step(
-    t,
-    blk,
-    w,
-    w0,
-    kp,
-    S,
-    ks,
-    dh_out,
-    dh_last,
-    gates,
-    c_seq,
-    c0,
-    dpre,
-    dh0,
-    dc0,
-    sq_part,
-    red,
-    sqs,
-    zero,
-):
+def _backward_step(t, blk, w, w0, kp, S, ks, args, red, zero):
     """Step t (T-1 down to 0); t == -1 only writes dh0 = dpre_0 W_hh."""
+    dh_out, dh_last, gates, c_seq, c0, dpre, dh0, dc0, sq_part = args
+    sqs = red[cc.cu.blockDim.x :]  # after the group sums
     T, B, G = gates.shape
     H = G // 4
     lane, grp, ngrp = cc.thread_group(ks)
@@ -113,134 +93,15 @@ def _backward_step(
         cc.block_squares(sqs, sq_part, t, blk, S, B, H, zero)
 
 
-@functools.cache
-def _kernels(dtype):
-    dt = numba.from_dtype(dtype)
-    zero = dtype.type(0)
-
-    @cuda.jit
-    def forward_persistent(x_proj, packed, kp, S, ks, b_hh, h0, c0, gates, c_seq, h_seq):
-        sm = cuda.shared.array(0, dt)  # [w slice 4*S*kp][group sums 4*tpb]
-        blk = cuda.blockIdx.x
-        nw = 4 * S * kp
-        cc.load_slice(sm, 0, packed, blk * nw, nw)
-        red = sm[nw:]
-        grid = cuda.cg.this_grid()
-        for t in range(x_proj.shape[0]):
-            _forward_step(
-                t, blk, x_proj, sm, 0, kp, S, ks, b_hh, h0, c0, gates, c_seq, h_seq, red, zero
-            )
-            grid.sync()
-
-    @cuda.jit
-    def forward_step(t, x_proj, packed, kp, S, ks, b_hh, h0, c0, gates, c_seq, h_seq):
-        red = cuda.shared.array(0, dt)
-        blk = cuda.blockIdx.x
-        _forward_step(
-            t,
-            blk,
-            x_proj,
-            packed,
-            blk * 4 * S * kp,
-            kp,
-            S,
-            ks,
-            b_hh,
-            h0,
-            c0,
-            gates,
-            c_seq,
-            h_seq,
-            red,
-            zero,
-        )
-
-    @cuda.jit
-    def backward_persistent(
-        packed, kp, S, ks, dh_out, dh_last, gates, c_seq, c0, dpre, dh0, dc0, sq_part
-    ):
-        sm = cuda.shared.array(0, dt)  # [w slice S*kp][group sums tpb][squares B*S]
-        blk = cuda.blockIdx.x
-        nw = S * kp
-        cc.load_slice(sm, 0, packed, blk * nw, nw)
-        red = sm[nw:]
-        sqs = sm[nw + cuda.blockDim.x :]
-        grid = cuda.cg.this_grid()
-        for t in range(gates.shape[0] - 1, -2, -1):
-            _backward_step(
-                t,
-                blk,
-                sm,
-                0,
-                kp,
-                S,
-                ks,
-                dh_out,
-                dh_last,
-                gates,
-                c_seq,
-                c0,
-                dpre,
-                dh0,
-                dc0,
-                sq_part,
-                red,
-                sqs,
-                zero,
-            )
-            grid.sync()
-
-    @cuda.jit
-    def backward_step(
-        t, packed, kp, S, ks, dh_out, dh_last, gates, c_seq, c0, dpre, dh0, dc0, sq_part
-    ):
-        sm = cuda.shared.array(0, dt)  # [group sums tpb][squares B*S]
-        blk = cuda.blockIdx.x
-        _backward_step(
-            t,
-            blk,
-            packed,
-            blk * S * kp,
-            kp,
-            S,
-            ks,
-            dh_out,
-            dh_last,
-            gates,
-            c_seq,
-            c0,
-            dpre,
-            dh0,
-            dc0,
-            sq_part,
-            sm,
-            sm[cuda.blockDim.x :],
-            zero,
-        )
-
-    return forward_persistent, forward_step, backward_persistent, backward_step
+_FORWARD = (_launch.Phase(_forward_step, gates=4),)
+_BACKWARD = (_launch.Phase(_backward_step),)
 
 
 def lstm_forward(x_proj, w_hh_t, b_hh, h0, c0, gates, c_seq, h_seq):
     with cc.DeviceCall() as d:
         x_proj, w_hh_t, b_hh, h0, c0 = d.inputs(x_proj, w_hh_t, b_hh, h0, c0)
         gates, c_seq, h_seq = d.outputs(gates, c_seq, h_seq)
-        T, B, G = x_proj.shape
-        H = G // 4
-        dtype = np.dtype(x_proj.dtype)
-        persistent, step = _kernels(dtype)[:2]
-        tail = (b_hh, h0, c0, gates, c_seq, h_seq)
-        probe = (x_proj, np.empty(1, dtype), 1, 1, 1, *tail)
-        plan = cc.plan_recurrence([(H, 4, H)], B, dtype, 4, persistent=(persistent, probe))
-        sp = plan.spaces[0]
-        packed = cc.pack_slices(w_hh_t, sp, plan.blocks or sp.blocks)
-        geo = (packed, sp.kp, sp.per_block, sp.split)
-        if plan.persistent:
-            persistent[plan.blocks, plan.threads, 0, plan.persistent_shared](x_proj, *geo, *tail)
-        else:
-            launch = step[sp.blocks, plan.threads, 0, plan.step_shared(0)]
-            for t in range(T):
-                launch(t, x_proj, *geo, *tail)
+        _launch.forward(_FORWARD, [w_hh_t], (x_proj, b_hh, h0, c0, gates, c_seq, h_seq))
 
 
 def lstm_backward(dh_out, dh_last, dc_last, gates, c_seq, c0, w_hh, dpre, dh0, dc0, dh_norms):
@@ -249,24 +110,6 @@ def lstm_backward(dh_out, dh_last, dc_last, gates, c_seq, c0, w_hh, dpre, dh0, d
             dh_out, dh_last, dc_last, gates, c_seq, c0, w_hh
         )
         dpre, dh0, dc0, dh_norms = d.outputs(dpre, dh0, dc0, dh_norms)
-        T, B, G = gates.shape
-        H = G // 4
-        dtype = np.dtype(gates.dtype)
-        persistent, step = _kernels(dtype)[2:]
         dc0.copy_to_device(dc_last)  # dc0 carries dL/dc_t through the loop
-        sq_probe = np.empty((1, 1, 1), dtype)
-        tail = (dh_out, dh_last, gates, c_seq, c0, dpre, dh0, dc0)
-        probe = (np.empty(1, dtype), 1, 1, 1, *tail, sq_probe)
-        plan = cc.plan_recurrence([(H, 1, G)], B, dtype, 1, norms=0, persistent=(persistent, probe))
-        sp = plan.spaces[0]
-        blocks = plan.blocks or sp.blocks
-        packed = cc.pack_slices(w_hh, sp, blocks)
-        sq_part = cuda.device_array((T, blocks, B), dtype=dtype)
-        geo = (packed, sp.kp, sp.per_block, sp.split)
-        if plan.persistent:
-            persistent[blocks, plan.threads, 0, plan.persistent_shared](*geo, *tail, sq_part)
-        else:
-            launch = step[blocks, plan.threads, 0, plan.step_shared(0)]
-            for t in range(T - 1, -2, -1):
-                launch(t, *geo, *tail, sq_part)
-        cc.finish_norms(sq_part, dh_norms)
+        args = (dh_out, dh_last, gates, c_seq, c0, dpre, dh0, dc0)
+        _launch.backward(_BACKWARD, [w_hh], args, dh_norms)
