@@ -256,40 +256,14 @@ def _run(step, dot, u_proj, weights, leak, linear, x0, states, w_fb, w_out, b_ou
 
 
 def esn_forward(u_proj, w_hh_t, leak, linear, x0, states, w_fb, w_out, b_out, y0, outputs):
-    """Dense W: thread (b, i) takes the dot product x_{t-1}[b] . w_hh_t[:, i]."""
-    _run(
-        _dense_step,
-        _dense_dot,
-        u_proj,
-        (w_hh_t,),
-        leak,
-        linear,
-        x0,
-        states,
-        w_fb,
-        w_out,
-        b_out,
-        y0,
-        outputs,
-    )
+    """Dense W: pair (b, i) takes the dot product x_{t-1}[b] . w_hh_t[:, i]."""
+    rest = (leak, linear, x0, states, w_fb, w_out, b_out, y0, outputs)
+    _run(_dense_step, _dense_dot, u_proj, (w_hh_t,), *rest)
 
 
 def esn_forward_csr(
     u_proj, indptr, indices, data, leak, linear, x0, states, w_fb, w_out, b_out, y0, outputs
 ):
-    """CSR W: thread (b, i) gathers row i of W against x_{t-1}[b]."""
-    _run(
-        _csr_step,
-        _csr_dot,
-        u_proj,
-        (indptr, indices, data),
-        leak,
-        linear,
-        x0,
-        states,
-        w_fb,
-        w_out,
-        b_out,
-        y0,
-        outputs,
-    )
+    """CSR W: pair (b, i) gathers row i of W against x_{t-1}[b]."""
+    rest = (leak, linear, x0, states, w_fb, w_out, b_out, y0, outputs)
+    _run(_csr_step, _csr_dot, u_proj, (indptr, indices, data), *rest)
