@@ -484,7 +484,7 @@ class EchoStateNetwork:
         from ..kernels.cpu._sync import STRIDE
 
         # a barrier per step costs ~1 us: worth it only for steps of a few thousand nonzeros
-        threads = min(threads, max(1, self._csr[1].size // 4096))
+        threads = _barrier_threads(threads, self._csr[1].size)
         if states is not inputs[0]:  # a fresh array: fault its pages in on this thread, as
             states.fill(0.0)  # a page fault in the loop stalls every thread at the barrier
             # (one series, N = 1000, T = 10^4: 61 -> 42 us a step, the fill included)
@@ -546,14 +546,19 @@ class EchoStateNetwork:
 CHUNK_MIN_SERIES = 4
 
 
+def _barrier_threads(threads, nnz):
+    """Threads that may split one step of W's ``nnz`` nonzeros and meet at a barrier once a
+    step (~1 us): each keeps at least 4096 nonzeros."""
+    return max(1, min(threads, nnz // 4096))
+
+
 def _chunk_teams(batch, chunk, threads, nnz):
     """(teams, members a team) for ``batch`` series in chunks of ``chunk`` on ``threads``
     threads: a team a chunk while there are fewer chunks than threads, the spare threads
-    splitting each chunk's units (a barrier a step, ~1 us, so a member keeps at least 4096
-    nonzeros of W, as in the one-series kernel)."""
+    splitting each chunk's units (_barrier_threads)."""
     chunks = -(-batch // chunk)
     teams = min(threads, chunks)
-    return teams, max(1, min(threads // teams, nnz // 4096))
+    return teams, _barrier_threads(threads // teams, nnz)
 
 
 def _unit_ranges(indptr, parts):
