@@ -237,12 +237,28 @@ def _device_facts():
 
 
 def cooperative_capacity(kernel, args, threads: int, shared: int) -> int:
-    """Most blocks a cooperative launch of `kernel` may have (1 in the simulator).
+    """Most blocks a cooperative launch of `kernel` may have (1 in the simulator), 0 where it
+    cannot run here: no cooperative launch, or the kernel does not compile (grid sync needs
+    libcudadevrt from the CUDA toolkit), the reason then kept in ``persistent_error``.
     `args` only provide types: placeholders of the right dtype and ndim do."""
-    if SIMULATOR:
-        return kernel.overloads[None].max_cooperative_grid_blocks(threads)
-    argtypes = tuple(kernel.typeof_pyval(a) for a in args)
-    return kernel.compile(argtypes).max_cooperative_grid_blocks(threads, shared)
+    global persistent_error
+    if not _device_facts()[1]:
+        persistent_error = "this device has no cooperative launch"
+        return 0
+    try:
+        if SIMULATOR:
+            return kernel.overloads[None].max_cooperative_grid_blocks(threads)
+        argtypes = tuple(kernel.typeof_pyval(a) for a in args)
+        return kernel.compile(argtypes).max_cooperative_grid_blocks(threads, shared)
+    except Exception as exc:  # the caller launches per step instead
+        persistent_error = f"{type(exc).__name__}: {exc}"
+        return 0
+
+
+def persistent_refused(what: str) -> RuntimeError:
+    """The error for CUDA_RECURRENCE='persistent' where the persistent kernel cannot run."""
+    reason = f" ({persistent_error})" if persistent_error else ""
+    return RuntimeError(f"the persistent {what} kernel cannot run here{reason}")
 
 
 def plan_recurrence(specs, batch, dtype, accumulators, norms=-1, persistent=None) -> Plan:
@@ -261,10 +277,7 @@ def plan_recurrence(specs, batch, dtype, accumulators, norms=-1, persistent=None
     if mode != "per-step" and persistent is not None:
         plan = _persistent_plan(specs, batch, threads, itemsize, accumulators, norms, persistent)
         if plan is None and mode == "persistent":
-            raise RuntimeError(
-                "the persistent recurrence kernel cannot run for this shape here"
-                + (f" ({persistent_error})" if persistent_error else "")
-            )
+            raise persistent_refused("recurrence")
     if plan is None:
         per_block = max(1, threads // (batch * config.CUDA_MAX_SPLIT))
         spaces = []
@@ -288,11 +301,8 @@ def _persistent_plan(specs, batch, threads, itemsize, accumulators, norms, persi
         plan = Plan(True, grid, threads, spaces, batch, accumulators, norms, itemsize)
         if plan.persistent_shared > config.CUDA_SHARED_BYTES:
             return None
-        try:  # compiles the kernel: needs libcudadevrt (grid sync) from the CUDA toolkit
-            capacity = cooperative_capacity(kernel, args, threads, plan.persistent_shared)
-        except Exception as exc:  # no cudadevrt, no cooperative launch: launch per step
-            global persistent_error
-            persistent_error = f"{type(exc).__name__}: {exc}"
+        capacity = cooperative_capacity(kernel, args, threads, plan.persistent_shared)
+        if capacity == 0:
             return None
         if grid <= capacity:
             return plan

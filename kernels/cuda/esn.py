@@ -201,21 +201,6 @@ def _split_for(weights, N, pairs, threads):
     return ks
 
 
-def _cooperative(kernel, args):
-    """(blocks that fit co-resident, shared bytes a block) for a cooperative launch of
-    `kernel`, or None where it cannot run here."""
-    _, coop = cc._device_facts()
-    if not coop or config.CUDA_RECURRENCE == "per-step":
-        return None
-    shared = config.THREADS_PER_BLOCK * np.dtype(args[0].dtype).itemsize
-    try:  # compiles the kernel: needs libcudadevrt (grid sync) from the CUDA toolkit
-        capacity = cc.cooperative_capacity(kernel, args, config.THREADS_PER_BLOCK, shared)
-    except Exception as exc:  # no cudadevrt, no cooperative launch: launch per step
-        cc.persistent_error = f"{type(exc).__name__}: {exc}"
-        return None
-    return (capacity, shared) if capacity > 0 else None
-
-
 def _run(step, dot, u_proj, weights, leak, linear, x0, states, w_fb, w_out, b_out, y0, outputs):
     B, T, N = u_proj.shape
     O = w_out.shape[0]
@@ -234,19 +219,18 @@ def _run(step, dot, u_proj, weights, leak, linear, x0, states, w_fb, w_out, b_ou
         keep, leak, linear = dtype.type(1.0 - float(leak)), dtype.type(leak), bool(linear)
         kernel = _persistent(dtype, dot)
         args = (u_proj, weights, 1, keep, leak, linear, x0, states, w_fb, w_out, b_out, y0, O)
-        fits = _cooperative(kernel, (*args, outputs))
-        if fits is not None:
-            tpb, (capacity, shared) = config.THREADS_PER_BLOCK, fits
+        tpb = config.THREADS_PER_BLOCK
+        shared = tpb * dtype.itemsize  # the groups' partial sums
+        capacity = 0
+        if config.CUDA_RECURRENCE != "per-step":
+            capacity = cc.cooperative_capacity(kernel, (*args, outputs), tpb, shared)
+        if capacity > 0:
             ks = _split_for(weights, N, B * N, capacity * tpb)
             blocks = min(capacity, cc._ceil(B * N, tpb // ks))
             kernel[blocks, tpb, 0, shared](*args[:2], ks, *args[3:], outputs)
             return
         if config.CUDA_RECURRENCE == "persistent":
-            raise RuntimeError(
-                "the persistent reservoir kernel cannot run here"
-                + (f" ({cc.persistent_error})" if cc.persistent_error else "")
-            )
-        tpb = config.THREADS_PER_BLOCK
+            raise cc.persistent_refused("reservoir")
         launch = step[cc._ceil(B * N, tpb), tpb]
         readout = _readout_step[cc._ceil(B * max(O, 1), tpb), tpb]
         for t in range(T):
