@@ -5,17 +5,16 @@ import os
 
 def env_number(name: str, default, kind=int, example=None):
     """The environment variable ``name`` as ``kind`` (``default`` when unset); a value that
-    is not one is a one-line ConfigError (exit code 2 from the CLI), not a traceback."""
+    is not one raises a one-line ValueError, which the harness reports as a ConfigError (exit
+    code 2 from the CLI). The kernels know nothing of the harness, so not ConfigError here."""
     text = os.environ.get(name)
     if text is None:
         return default
     try:
         return kind(text)
     except ValueError:
-        from ..errors import ConfigError
-
         what = "an integer" if kind is int else "a number"
-        raise ConfigError(
+        raise ValueError(
             f"environment variable {name}={text!r} is not {what}; unset it or set e.g. "
             f"{name}={default if example is None else example}"
         ) from None
@@ -29,7 +28,7 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # load in milliseconds. SEQBENCH_NO_CACHE=1 disables it (e.g. read-only installs).
 CACHE = os.environ.get("SEQBENCH_NO_CACHE", "0") != "1"
 
-# ---- CPU kernels (kernels/cpu/) and their driver (seqbench/backends/numba_cpu.py).
+# ---- CPU kernels (kernels/cpu/) and their driver (seqbench/backends/cpu_runtime.py).
 
 # float32 gates use the vectorisable approximations of kernels/_math.py (error bounds stated
 # there, tested in tests/test_fastmath.py); float64 always uses the exact functions.
@@ -47,7 +46,7 @@ FAST_FLOAT64 = os.environ.get("SEQBENCH_FAST_FLOAT64", "0") == "1"
 # raise; Python's model puts a zero test before every division, which stops vectorisation.
 ERROR_MODEL = "numpy"
 
-# Threads over the batch (seqbench.backends.numba_cpu): each thread takes a block of rows
+# Threads over the batch (seqbench.backends.cpu_runtime): each thread takes a block of rows
 # through all T steps, so no thread waits for another inside the time loop. Plain threads
 # running GIL-free kernels, not numba's prange: numba's OpenMP layer loads the system's
 # libgomp.so.1, torch ships its own under the same soname, and in a process with both the

@@ -119,9 +119,9 @@ def check_arguments(args) -> tuple[list, list, list]:
 
 def set_threads(n: int | None) -> int:
     """Use n threads in seqbench's CPU kernels and in torch (default: this process's CPUs)."""
-    from .backends import numba_cpu
+    from .backends import cpu_runtime
 
-    n = numba_cpu.set_num_threads(n)
+    n = cpu_runtime.set_num_threads(n)
     torch = _torch()
     if torch is not None:
         torch.set_num_threads(n)
@@ -230,9 +230,9 @@ def gemm_flops(model, B, T) -> float:
 
 def gemm_peak(dtype, repeat=5) -> float:
     """GFLOP/s of the best of ``repeat`` square GEMMs (PEAK_N) through BLAS on seqbench's
-    threads (numba_cpu.gemm: rows split over the threads, one BLAS thread each): about the
+    threads (cpu_runtime.gemm: rows split over the threads, one BLAS thread each): about the
     most the recurrent products of a kernel can reach on this machine."""
-    from .backends.numba_cpu import gemm
+    from .backends.cpu_runtime import gemm
 
     n = PEAK_N[dtype]
     rng = np.random.default_rng(0)

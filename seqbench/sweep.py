@@ -422,10 +422,10 @@ def limit_threads(threads: int) -> None:
         import numba
 
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    if "seqbench.backends.numba_cpu" in sys.modules:
-        from .backends import numba_cpu
+    if "seqbench.backends.cpu_runtime" in sys.modules:
+        from .backends import cpu_runtime
 
-        numba_cpu.set_num_threads(threads)
+        cpu_runtime.set_num_threads(threads)
 
 
 def _init_pool_worker(threads: int, parent: int) -> None:
@@ -485,9 +485,9 @@ def run_on_dask(cfg) -> dict:
 
     per_task = max(1, min((os.cpu_count() or 1) // nthreads, numba.get_num_threads()))
     numba.set_num_threads(per_task)
-    from .backends import numba_cpu
+    from .backends import cpu_runtime
 
-    numba_cpu.set_num_threads(per_task)  # concurrent tasks must not share out the same cores
+    cpu_runtime.set_num_threads(per_task)  # concurrent tasks must not share out the same cores
     started, t0 = time.time(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="seqbench-run-") as tmp:
         record = run_and_save(cfg, tmp)

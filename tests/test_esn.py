@@ -75,12 +75,12 @@ def test_autoregressive_free_run_matches_reference(B, rng):
 
 @pytest.fixture
 def two_threads():
-    from seqbench.backends import numba_cpu
+    from seqbench.backends import cpu_runtime
 
-    old = numba_cpu.get_num_threads()
-    numba_cpu.set_num_threads(2)
+    old = cpu_runtime.get_num_threads()
+    cpu_runtime.set_num_threads(2)
     yield
-    numba_cpu.set_num_threads(old)
+    cpu_runtime.set_num_threads(old)
 
 
 # 1, 2: one series at a time, rows split over two threads meeting at a barrier each step
@@ -166,7 +166,7 @@ def test_spin_barrier_orders_every_step_across_threads(two_threads):
     from numba import njit
     from seqbench.kernels.cpu._sync import STRIDE, barrier
 
-    from seqbench.backends import numba_cpu
+    from seqbench.backends import cpu_runtime
 
     @njit(nogil=True)
     def exchange(slots, seen, counters, me, threads):  # write, meet, read the other's write
@@ -178,7 +178,7 @@ def test_spin_barrier_orders_every_step_across_threads(two_threads):
 
     slots, seen = np.zeros(2, np.int64), np.zeros((2, 3000), np.int64)
     counters = np.zeros(2 * STRIDE, np.int64)
-    numba_cpu.run_group(exchange, 2, slots, seen, counters)
+    cpu_runtime.run_group(exchange, 2, slots, seen, counters)
     np.testing.assert_array_equal(seen, np.tile(np.arange(1, 3001), (2, 1)))
 
 

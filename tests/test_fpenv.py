@@ -8,7 +8,7 @@ from numba import njit
 from seqbench.kernels.cpu._fpenv import flush_denormals, restore
 
 import seqbench as sb
-from seqbench.backends import numba_cpu
+from seqbench.backends import cpu_runtime
 
 X86 = platform.machine().lower() in {"x86_64", "amd64"}
 TINY = np.float32(1e-30)  # TINY * TINY = 1e-60 underflows; TINY / 1e9 = 1e-39 is subnormal
@@ -36,17 +36,17 @@ def test_flush_and_restore_switch_subnormals_off_and_back_on():
 
 @pytest.mark.skipif(not X86, reason="MXCSR is x86's; elsewhere both calls do nothing")
 def test_every_thread_of_a_parallel_call_flushes_and_the_caller_gets_its_state_back():
-    threads = numba_cpu.get_num_threads()
-    numba_cpu.set_num_threads(2)
+    threads = cpu_runtime.get_num_threads()
+    cpu_runtime.set_num_threads(2)
     try:
         out = np.ones(4, dtype=np.float32)
 
         def job(i):
             out[i] = _subnormal(TINY)
 
-        numba_cpu.run_parallel([lambda i=i: job(i) for i in range(4)])
+        cpu_runtime.run_parallel([lambda i=i: job(i) for i in range(4)])
     finally:
-        numba_cpu.set_num_threads(threads)
+        cpu_runtime.set_num_threads(threads)
     assert (out == 0).all()
     assert _subnormal(TINY) != 0 and _numpy_subnormal() != 0
 

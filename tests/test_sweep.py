@@ -306,11 +306,11 @@ def test_limit_threads_pins_the_numba_backend_pool_too():
     oversubscribe, and the ESN kernels' spin barrier stalls when a partner is descheduled."""
     code = (
         "import os\n"
-        "from seqbench.backends import numba_cpu\n"
+        "from seqbench.backends import cpu_runtime\n"
         "from seqbench.sweep import limit_threads\n"
-        "numba_cpu.set_num_threads(2)\n"
+        "cpu_runtime.set_num_threads(2)\n"
         "limit_threads(1)\n"
-        "print(numba_cpu.get_num_threads(), os.environ['SEQBENCH_THREADS'])\n"
+        "print(cpu_runtime.get_num_threads(), os.environ['SEQBENCH_THREADS'])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "1"]

@@ -4,7 +4,7 @@ Batch rows are independent through the whole recurrence. Each cell module has, b
 public ``<cell>_forward`` / ``<cell>_backward`` (the whole batch on the calling thread), the
 same recurrence for a block of rows, ``<cell>_forward_rows`` / ``<cell>_backward_rows``
 (arguments: the kernel's arrays, scratch, then ``lo, hi, blas``). They release the GIL, so
-seqbench.backends.numba_cpu runs one block per thread, each through all T steps: no thread
+seqbench.backends.cpu_runtime runs one block per thread, each through all T steps: no thread
 waits for another inside the time loop, and no OpenMP runtime is involved. The ``_rows``
 variants also take the input unprojected (x batch-first and W_ih^T, projected step by step:
 no x_proj round trip through memory for a small input), write a batch-first copy of the
@@ -13,7 +13,7 @@ passes over (T, B, .) arrays.
 
 The recurrent product of a block is a register-tiled matmul (_simd.py: 8 rows x 2 vectors
 of accumulators held in registers, no call overhead) or, when ``blas``, one BLAS call per
-step (then BLAS must run on the calling thread only, which numba_cpu arranges).
+step (then BLAS must run on the calling thread only, which cpu_runtime arranges).
 """
 
 import numpy as np

@@ -10,7 +10,7 @@ below 1.2e-38 (float32) and 2.2e-308 (float64), far under any tolerance the suit
 with torch.set_flush_denormal(True) or a -ffast-math build.
 
 MXCSR is per thread and belongs to the caller: ``flush_denormals`` sets the two bits and
-returns the old register, ``restore`` puts it back (seqbench.backends.numba_cpu wraps each
+returns the old register, ``restore`` puts it back (seqbench.backends.cpu_runtime wraps each
 kernel call in the pair). On other architectures both do nothing.
 """
 

@@ -40,7 +40,11 @@ def layer_functions(backend: str, cell: str):
 def check_environment() -> None:
     """Read every SEQBENCH_* setting now, so that a malformed one is a ConfigError before any
     work starts rather than wherever it is first needed."""
-    from ..kernels import config  # noqa: F401  (its numbers are parsed on import)
     from .buffers import POOL
 
-    POOL.cap  # noqa: B018  (read lazily otherwise)
+    try:
+        from ..kernels import config  # noqa: F401  (its numbers are parsed on import)
+
+        POOL.cap  # noqa: B018  (read lazily otherwise)
+    except ValueError as exc:  # kernels raise plain ValueError: they know nothing of seqbench
+        raise ConfigError(str(exc)) from None

@@ -2,216 +2,23 @@
 
 Every function here takes batch-first arrays (B, T, F), does the time-independent GEMMs
 (input projection, weight gradients, input gradient) with BLAS, and hands the recurrence to
-the compiled kernels. Kernels are imported on first use so that ``import seqbench`` never
-pays for numba.
-
-Threads. The recurrence runs on ``get_num_threads()`` threads: the batch is cut into blocks
-of rows and each thread runs one block through all T steps (``<cell>_forward_rows`` and
-``<cell>_backward_rows``, which release the GIL), so threads never wait for each other inside
-the time loop. The per-step product runs as register tiles inside the kernel
-(kernels/cpu/_simd.py), or, above ``config.BLAS_MIN_MACS`` multiply-adds per block, as one
-BLAS call per step with BLAS held to one thread: two thread pools taking turns inside a time
-loop ran ~20x slower (DESIGN.md section 6). A per-step product of at least
-``config.BLAS_THREADED_MACS`` runs as a single block instead, on BLAS's own threads. Both
-thresholds are off by default (measured in kernels/config.py).
-
-The time-independent GEMMs go through numpy's BLAS, held to one thread, with the rows of the
-product split over seqbench's threads (``gemm``): an OpenBLAS thread spins for ~0.1 s after
-each call, taking a core from the kernels that follow. numba's ``np.dot`` calls scipy's BLAS,
-and the numpy and scipy wheels each bring an OpenBLAS: scipy's build (0.3.30) ran these GEMMs
-3-13x slower than numpy's (0.3.31), e.g. (3200 x 512)^T (3200 x 128) 6.8 ms vs 2.3 ms, so
-numpy's does them.
+the compiled ``*_rows`` kernels, one block of batch rows per thread (cpu_runtime.py says how
+threads, BLAS and subnormals are managed). Kernels are imported on first use so that
+``import seqbench`` never pays for numba.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from . import buffers
+from .cpu_runtime import block_means, gemm, row_blocks, run_blocks
 
 
 def _kernels(cell: str):
     return importlib.import_module(f"seqbench.kernels.cpu.{cell}")
-
-
-# ---------------------------------------------------------------- threads
-
-_THREADS = {"n": None, "pool": None}
-
-
-def set_num_threads(n: int | None = None) -> int:
-    """Threads the recurrence kernels use (None: SEQBENCH_THREADS, else every usable CPU)."""
-    from seqbench.kernels import config
-
-    if n is None:
-        n = config.THREADS or _cpus()
-    n = max(1, int(n))
-    if n != _THREADS["n"]:
-        old = _THREADS["pool"]
-        _THREADS.update(n=n, pool=ThreadPoolExecutor(n - 1, "seqbench") if n > 1 else None)
-        if old is not None:
-            old.shutdown(wait=False)
-    return n
-
-
-def get_num_threads() -> int:
-    return _THREADS["n"] or set_num_threads()
-
-
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-
-_BLAS = []  # [threadpoolctl controller of the BLAS libraries, or None]
-
-
-def _blas_controller():
-    if not _BLAS:
-        try:
-            import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba's np.dot calls)
-            from threadpoolctl import ThreadpoolController
-
-            _BLAS.append(ThreadpoolController().select(user_api="blas"))
-        except Exception:  # no threadpoolctl: kernels still run, BLAS threads unmanaged
-            _BLAS.append(None)
-    return _BLAS[0]
-
-
-def _blocks(B, K, N):
-    """Row blocks [(lo, hi), ...] and the BLAS choice for a recurrence whose per-step product
-    is (B x K) @ (K x N). Block edges fall on multiples of 8 rows (the register tile's height,
-    kernels/cpu/_simd.py) when every thread gets at least 8."""
-    from seqbench.kernels import config
-    from seqbench.kernels.cpu._common import use_blas
-
-    n = min(get_num_threads(), B)
-    if n == 1 or B * K * N >= config.BLAS_THREADED_MACS:
-        return [(0, B)], use_blas.py_func(B, K, N)
-    q = 8 if B >= 8 * n else 1
-    edges = sorted({0, B, *(min(B, (i * B // n + q - 1) // q * q) for i in range(1, n))})
-    blocks = list(zip(edges[:-1], edges[1:], strict=True))
-    rows = max(hi - lo for lo, hi in blocks)
-    return blocks, use_blas.py_func(rows, K, N)
-
-
-def _run(fn, blocks, blas, *args, per_block=None):
-    """fn(*args, *[a[i] for a in per_block], lo, hi, blas) for every block i, one block per
-    thread; per_block: arrays with one slice per block (partial sums)."""
-
-    def call(i):
-        extra = () if per_block is None else tuple(a[i] for a in per_block)
-        lo, hi = blocks[i]
-        return fn(*args, *extra, lo, hi, blas)
-
-    if len(blocks) == 1:  # on this thread; BLAS, if used, keeps its own threads
-        flushed(lambda: call(0))
-        return
-    calls = [lambda i=i: call(i) for i in range(len(blocks))]
-    if not blas:  # the kernels make no BLAS call
-        run_parallel(calls)
-        return
-    with _serial_blas():
-        run_parallel(calls)
-
-
-def run_parallel(calls) -> None:
-    """Run the callables at once: the first on this thread, the others on the pool (one
-    after another here if threads were set to 1 meanwhile)."""
-    pool = _THREADS["pool"]
-    if pool is None:
-        for fn in calls:
-            flushed(fn)
-        return
-    futures = [pool.submit(flushed, fn) for fn in calls[1:]]
-    flushed(calls[0])
-    for f in futures:
-        f.result()
-
-
-def flushed(fn):
-    """fn() with subnormals flushed to zero on this thread, as the kernels expect
-    (kernels/cpu/_fpenv.py: saturated gates made them, at ~100 cycles an instruction)."""
-    from seqbench.kernels.cpu._fpenv import flush_denormals, restore
-
-    old = flush_denormals()
-    try:
-        return fn()
-    finally:
-        restore(old)
-
-
-_GROUP = threading.Lock()
-
-
-def run_group(fn, threads: int, *args) -> None:
-    """fn(*args, me, threads) for me = 0 .. threads-1, all running at the same time: for
-    kernels whose threads meet at a barrier every step. One group at a time, so that a group
-    never spins waiting for a pool thread that another group holds."""
-    threads = min(threads, get_num_threads())
-    if threads == 1:
-        fn(*args, 0, 1)
-        return
-    with _GROUP:
-        run_parallel([lambda me=me: fn(*args, me, threads) for me in range(threads)])
-
-
-def _norms(part, B):  # (blocks, T) sums of ||dL/dh_t|| over each block's rows -> mean
-    return part.sum(axis=0) / B
-
-
-# ---------------------------------------------------------------- GEMMs
-
-
-# A GEMM at least this big (multiply-adds) is split by rows over seqbench's threads; smaller
-# ones run whole on the calling thread.
-_SPLIT_GEMM_MACS = 1 << 18
-
-
-def gemm(a, b, trans_a=False, trans_b=False):
-    """op(a) @ op(b) of 2-D arrays, C-contiguous, through numpy's BLAS on seqbench's threads.
-
-    BLAS is held to one thread and the rows of the product are split over seqbench's pool
-    instead: an OpenBLAS thread that has worked spins for ~0.1 s before it sleeps, and the
-    recurrence kernels that come next lost up to 3x to spinners taking their cores (LSTM
-    backward, B=32: 9.8 vs 3.4 ms a block).
-    """
-    a = a.T if trans_a else a
-    b = b.T if trans_b else b
-    out = buffers.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
-    M = a.shape[0]
-    n = min(get_num_threads(), M)
-    if n == 1 or M * a.shape[1] * b.shape[1] < _SPLIT_GEMM_MACS:
-        with _serial_blas():
-            np.matmul(a, b, out=out)
-        return out
-    edges = [i * M // n for i in range(n + 1)]
-    parts = list(zip(edges[:-1], edges[1:], strict=True))
-    with _serial_blas():
-        run_parallel([lambda i=i, j=j: np.matmul(a[i:j], b, out=out[i:j]) for i, j in parts])
-    return out
-
-
-@contextlib.contextmanager
-def _serial_blas():
-    """BLAS held to the calling thread (seqbench's threads do the parallel work). Straight
-    through threadpoolctl's per-library controllers: its ``limit`` context rebuilds its
-    bookkeeping on every use (25 us against 11 us a GEMM here)."""
-    ctl = _blas_controller()
-    libs = [] if ctl is None else ctl.lib_controllers
-    old = [lib.num_threads for lib in libs]
-    for lib in libs:
-        lib.set_num_threads(1)
-    try:
-        yield
-    finally:
-        for lib, n in zip(libs, old, strict=True):
-            lib.set_num_threads(n)
 
 
 def _time_major(a):  # (B, T, F) -> C-contiguous (T, B, F)
@@ -297,8 +104,8 @@ def elman_forward(p, x, state0, opts):
     relu = opts["nonlinearity"] == "relu"
     w_hh_t = np.ascontiguousarray(p["weight_hh"].T)
     bias = p["bias_hh"] + p["bias_ih"]
-    blocks, blas = _blocks(B, H, H)
-    _run(
+    blocks, blas = row_blocks(B, H, H)
+    run_blocks(
         k.elman_forward_rows,
         blocks,
         blas,
@@ -323,10 +130,10 @@ def elman_backward(p, cache, dout, dstate_n):
     T, B, H = h_seq.shape
     dpre = buffers.empty_like(h_seq)
     dh = dstate_n[0].copy()  # dL/dh_t carried back through time; ends as dL/dh0
-    blocks, blas = _blocks(B, H, H)
+    blocks, blas = row_blocks(B, H, H)
     part = np.zeros((len(blocks), T), dtype=h_seq.dtype)
     db = np.zeros((len(blocks), H))
-    _run(
+    run_blocks(
         k.elman_backward_rows,
         blocks,
         blas,
@@ -344,7 +151,7 @@ def elman_backward(p, cache, dout, dstate_n):
     g["bias_ih"] = _bias_grads(db, h_seq.dtype)
     g["bias_hh"] = g["bias_ih"].copy()
     dx = g.pop("input")
-    return _finish(g, dx, (dh,), _norms(part, B))
+    return _finish(g, dx, (dh,), block_means(part, B))
 
 
 # ---------------------------------------------------------------- lstm
@@ -364,8 +171,8 @@ def lstm_forward(p, x, state0, opts):
     rec = buffers.empty((B, G), dtype=dt)
     w_hh_t = np.ascontiguousarray(p["weight_hh"].T)
     bias = p["bias_hh"] + p["bias_ih"]
-    blocks, blas = _blocks(B, H, G)
-    _run(
+    blocks, blas = row_blocks(B, H, G)
+    run_blocks(
         k.lstm_forward_rows,
         blocks,
         blas,
@@ -392,10 +199,10 @@ def lstm_backward(p, cache, dout, dstate_n):
     T, B, G = gates.shape
     dpre = buffers.empty_like(gates)
     dh, dc = dstate_n[0].copy(), dstate_n[1].copy()  # carried back; end as dL/dh0, dL/dc0
-    blocks, blas = _blocks(B, G, G // 4)
+    blocks, blas = row_blocks(B, G, G // 4)
     part = np.zeros((len(blocks), T), dtype=gates.dtype)
     db = np.zeros((len(blocks), G))
-    _run(
+    run_blocks(
         k.lstm_backward_rows,
         blocks,
         blas,
@@ -415,7 +222,7 @@ def lstm_backward(p, cache, dout, dstate_n):
     g["bias_ih"] = _bias_grads(db, gates.dtype)
     g["bias_hh"] = g["bias_ih"].copy()
     dx = g.pop("input")
-    return _finish(g, dx, (dh, dc), _norms(part, B))
+    return _finish(g, dx, (dh, dc), block_means(part, B))
 
 
 # ---------------------------------------------------------------- gru
@@ -435,8 +242,8 @@ def gru_forward(p, x, state0, opts):
     rec = buffers.empty((B, G), dtype=dt)
     xrec = buffers.empty((B, G), dtype=dt) if x_proj is None else rec
     w_hh_t = np.ascontiguousarray(p["weight_hh"].T)
-    blocks, blas = _blocks(B, H, G)
-    _run(
+    blocks, blas = row_blocks(B, H, G)
+    run_blocks(
         k.gru_forward_rows,
         blocks,
         blas,
@@ -465,10 +272,10 @@ def gru_backward(p, cache, dout, dstate_n):
     dh_proj = buffers.empty_like(dx_proj)
     dh = dstate_n[0].copy()  # dL/dh_t carried back through time; ends as dL/dh0
     direct = buffers.empty((B, H), dtype=h_seq.dtype)
-    blocks, blas = _blocks(B, 3 * H, H)
+    blocks, blas = row_blocks(B, 3 * H, H)
     part = np.zeros((len(blocks), T), dtype=h_seq.dtype)
     db_ih, db_hh = np.zeros((len(blocks), 3 * H)), np.zeros((len(blocks), 3 * H))
-    _run(
+    run_blocks(
         k.gru_backward_rows,
         blocks,
         blas,
@@ -489,7 +296,7 @@ def gru_backward(p, cache, dout, dstate_n):
     g["bias_ih"] = _bias_grads(db_ih, h_seq.dtype)
     g["bias_hh"] = _bias_grads(db_hh, h_seq.dtype)
     dx = g.pop("input")
-    return _finish(g, dx, (dh,), _norms(part, B))
+    return _finish(g, dx, (dh,), block_means(part, B))
 
 
 # ---------------------------------------------------------------- jordan
@@ -507,8 +314,8 @@ def jordan_forward(p, x, state0, opts):
     rec = buffers.empty((B, H), dtype=x_proj.dtype)
     w_yh_t = np.ascontiguousarray(p["weight_yh"].T)
     w_hy_t = np.ascontiguousarray(p["weight_hy"].T)
-    blocks, blas = _blocks(B, O, H)  # both per-step products have O * H terms per row
-    _run(
+    blocks, blas = row_blocks(B, O, H)  # both per-step products have O * H terms per row
+    run_blocks(
         k.jordan_forward_rows,
         blocks,
         blas,
@@ -534,9 +341,9 @@ def jordan_backward(p, cache, dout, dstate_n):
     dpre = buffers.empty_like(h_seq)
     dy = dstate_n[0].copy()  # dL/dy_t carried back through time; ends as dL/dy0
     dh = buffers.empty((B, H), dtype=h_seq.dtype)
-    blocks, blas = _blocks(B, O, H)
+    blocks, blas = row_blocks(B, O, H)
     part = np.zeros((len(blocks), T), dtype=h_seq.dtype)
-    _run(
+    run_blocks(
         k.jordan_backward_rows,
         blocks,
         blas,
@@ -555,7 +362,7 @@ def jordan_backward(p, cache, dout, dstate_n):
     g["weight_yh"] = _wgrad_prev(dpre, y_seq, y0)
     g["weight_hy"] = _wgrad(dy_tot, h_seq)
     g["bias_hy"] = dy_tot.sum(axis=(0, 1))
-    return _finish(g, dx, (dy,), _norms(part, B))
+    return _finish(g, dx, (dy,), block_means(part, B))
 
 
 LAYERS = {

@@ -460,7 +460,7 @@ class EchoStateNetwork:
         elif self.backend == "cuda":
             kernels.esn_forward_csr(inputs[0], *self._csr, *common)
         elif self._csr is None:  # CPU kernels run with subnormals flushed, as numba_cpu's
-            from ..backends.numba_cpu import flushed
+            from ..backends.cpu_runtime import flushed
 
             flushed(lambda: kernels.esn_forward(inputs[0], self._w_hh_t, *common))
         else:
@@ -471,13 +471,13 @@ class EchoStateNetwork:
         """At least CHUNK_MIN_SERIES series: chunks of CHUNK series (sparse x dense), one team
         of threads a chunk at a time (see _chunk_teams); fewer: one series at a time, its
         rows split over the threads."""
-        from ..backends import numba_cpu
+        from ..backends import cpu_runtime
 
         states = common[3]
         if common[5].shape[0] == 0:  # no output feedback: compiled out of the kernels
             common = (*common[:4], *kernels._NO_FEEDBACK)
         B, _, N = states.shape
-        threads = numba_cpu.get_num_threads()
+        threads = cpu_runtime.get_num_threads()
         if B >= CHUNK_MIN_SERIES:
             self._run_chunks(kernels, inputs, common, threads)
             return
@@ -493,14 +493,14 @@ class EchoStateNetwork:
             self._sliced = sliced_ell(w, kernels.SLICE, kernels.SLICE_GROUP, threads)
         x_buf = np.zeros((2, self._sliced[3].size + 1), dtype=self._np_dtype)  # + zero position
         counters = np.zeros(threads * STRIDE, dtype=np.int64)
-        numba_cpu.run_group(
+        cpu_runtime.run_group(
             kernels.esn_forward_rows, threads, *inputs, *self._sliced, *common, x_buf, counters
         )
 
     def _run_chunks(self, kernels, inputs, common, threads):
         """Teams of threads, each its own contiguous chunks (_chunk_teams); a team's members
         split every step's units at nonzero-balanced, 8-aligned edges."""
-        from ..backends import numba_cpu
+        from ..backends import cpu_runtime
         from ..kernels.cpu._simd import empty_aligned
         from ..kernels.cpu._sync import STRIDE
 
@@ -519,9 +519,9 @@ class EchoStateNetwork:
             team = (*inputs, *w, *common, lo, hi, x_pair, rows, counters)
             calls += [partial(kernels.esn_forward_chunks, *team, me, size) for me in range(size)]
         if size == 1:  # no barriers: the teams need not all start at once
-            numba_cpu.run_parallel(calls)
+            cpu_runtime.run_parallel(calls)
         else:
-            numba_cpu.run_group(lambda me, _: calls[me](), len(calls))
+            cpu_runtime.run_group(lambda me, _: calls[me](), len(calls))
 
     def _blocked_csr(self, group, threads):
         """The blocked W for each of ``threads`` threads: a copy of its own for each while W

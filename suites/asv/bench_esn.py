@@ -205,7 +205,7 @@ def _kernel_only(model, u, threads=None):
     """The forward's compute without its allocation: states into a preallocated array (a
     fresh 2.6 GB array costs seconds of first-touch page faults on a VM); on ``threads``
     threads (default: all seqbench uses)."""
-    from seqbench.backends import numba_cpu
+    from seqbench.backends import cpu_runtime
 
     states = np.empty((u.shape[0], u.shape[1], model.hidden_size))
     p = model.params
@@ -216,12 +216,12 @@ def _kernel_only(model, u, threads=None):
         model._run_numba(inputs, states, s0, None)
 
     def run_on_threads():
-        old = numba_cpu.get_num_threads()
-        numba_cpu.set_num_threads(threads)
+        old = cpu_runtime.get_num_threads()
+        cpu_runtime.set_num_threads(threads)
         try:
             run()
         finally:
-            numba_cpu.set_num_threads(old)
+            cpu_runtime.set_num_threads(old)
 
     return run if threads is None else run_on_threads
 
