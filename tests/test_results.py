@@ -12,6 +12,7 @@ import pytest
 
 from seqbench import results
 from seqbench.errors import ConfigError
+from seqbench.results import storage
 
 CONFIG = {
     "task": "adding",
@@ -278,7 +279,7 @@ def test_failed_write_leaves_no_trace(tmp_path, monkeypatch, exception, fail_on_
     results.write_run(tmp_path, kept, make_history(), make_profiles())
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
 
-    monkeypatch.setattr(results, "_write_table", failing_writer(fail_on_call, exception))
+    monkeypatch.setattr(storage, "_write_table", failing_writer(fail_on_call, exception))
     with pytest.raises(type(exception)):
         results.write_run(tmp_path, make_record(seed=8), make_history(), make_profiles())
     monkeypatch.undo()
