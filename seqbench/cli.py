@@ -126,7 +126,7 @@ def cmd_results(a) -> int:
 PLUGINS = {
     "bench": ("seqbench.bench", "seqbench vs torch timing table"),
     "sweep": ("seqbench.sweep", "run a suite of configs, resumable, locally or on Dask"),
-    "report": ("seqbench.report", "HTML report with plots of recorded runs"),
+    "report": ("seqbench.report.cli", "HTML report with plots of recorded runs"),
 }
 
 
