@@ -39,7 +39,8 @@ from .errors import ConfigError
 
 TORCH_PEERS = {"lstm": "LSTM", "gru": "GRU", "elman": "RNN"}  # torch.nn class per cell
 DEFAULT_CELLS = ("lstm", "gru", "elman")
-# (B, T, I, H): the speed goals of issue 4 (DESIGN.md section 6 has torch's figures)
+# (B, T, I, H): the shapes of the speed goals, where torch 2.13.0's CPU times were taken as
+# anchors (a long-batch LSTM/GRU, one long series, a large layer); the bench prints both sides
 DEFAULT_SHAPES = ("32,100,10,128", "1,1000,1,64", "128,100,64,512")
 DTYPES = ("float32", "float64")
 SETTLE_S = 0.02  # pause before each timed call: the other side's idle threads go to sleep

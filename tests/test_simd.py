@@ -78,7 +78,7 @@ def _sparse_rows(width, group):
     """A compiled loop over rows of make_sparse_row(width, group), one per shape, reused."""
     if (width, group) not in _ROWS:
         from numba import njit
-        from seqbench.kernels.cpu._simd import make_sparse_row
+        from seqbench.kernels.cpu._sparse import make_sparse_row
 
         row = make_sparse_row(width, group)
 

@@ -28,7 +28,7 @@ the time loop when it is small (``input_at``):
 - ``esn_forward_rows``, fewer than 4 series: series one by one, each step's units
   split over the threads, which meet at a spin barrier (_sync.barrier, ~1 us) once a step.
   A step is bound by its 100k indexed loads x[j] (N = 1000, 10%), so W is held in sliced
-  ELLPACK (8 units a slice, one 8-lane gather a slot, see _simd.make_slice_rows): no
+  ELLPACK (8 units a slice, one 8-lane gather a slot, see _sparse.make_slice_rows): no
   per-row reduction or loop exit, as CSR rows have. One series, one thread: 37-39 us a
   step against 47-51 for LLVM's vectorised CSR rows; two threads: 22-28 against 25-38.
   The two threads exchange the state each step: with a private copy each (wrong results,
@@ -42,7 +42,7 @@ the time loop when it is small (``input_at``):
   the rows kernel that B = 32 took there before). The chunk's state lives unit-major,
   (N + 1, 16), so each nonzero W_ij is loaded once and multiplies 16 contiguous x_j values;
   W is cut into column blocks of 256 so that the x rows a block reads stay in L1. A row's
-  nonzeros run through ``_simd.make_sparse_row``: explicit vector IR with four accumulator
+  nonzeros run through ``_sparse.make_sparse_row``: explicit vector IR with four accumulator
   sets of 16 lanes held in registers, so a nonzero costs its loads (index, weight, two 512-bit rows
   of x), not an FMA latency; the state starts on a cache line (``_simd.empty_aligned``) so that
   no row load straddles two. The input of a chunk is projected for all 16 lanes at once
@@ -66,7 +66,7 @@ from numba.extending import overload
 
 from .. import config
 from .._math import tanh_f64
-from ._simd import (
+from ._sparse import (
     make_slice_rows,
     make_sparse_row,
     transpose8,
