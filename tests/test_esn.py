@@ -104,13 +104,13 @@ def test_threaded_sparse_kernels_match_reference(B, two_threads, rng):
 
 
 def test_each_thread_gets_its_own_blocked_w_refreshed_on_load(two_threads, monkeypatch, rng):
-    import seqbench.models.esn as esn_mod
+    from seqbench.backends import numba_esn
 
     kw = {"seed": 6, "connectivity": 0.1}
     fast, ref = build_esn(1, 300, **kw), build_esn(1, 300, backend="numpy", **kw)
     x = rng.uniform(-1, 1, (40, 6, 1))
     fast.forward(x)
-    first, second = fast._blocked_csr(4, 2)
+    first, second = numba_esn.blocked_copies(fast.backend_state, 4, 2)
     assert all(a is not b and np.array_equal(a, b) for a, b in zip(first, second, strict=True))
     # a new W replaces every thread's copy: no thread runs on the old one
     sd = ref.state_dict()
@@ -118,9 +118,9 @@ def test_each_thread_gets_its_own_blocked_w_refreshed_on_load(two_threads, monke
     fast.load_state_dict(sd)
     ref.load_state_dict(sd)
     np.testing.assert_allclose(fast.forward(x)[0], ref.forward(x)[0], rtol=0, atol=1e-12)
-    monkeypatch.setattr(esn_mod, "_OWN_COPY_BYTES", 0)  # a W too large to copy is shared
+    monkeypatch.setattr(numba_esn, "_OWN_COPY_BYTES", 0)  # a W too large to copy is shared
     fast.load_state_dict(sd)
-    first, second = fast._blocked_csr(4, 2)
+    first, second = numba_esn.blocked_copies(fast.backend_state, 4, 2)
     assert first is second
 
 
@@ -183,7 +183,7 @@ def test_spin_barrier_orders_every_step_across_threads(two_threads):
 
 
 def test_blocked_csr_holds_w_padded_to_groups(rng):
-    from seqbench.models.esn import blocked_csr
+    from seqbench.backends.numba_esn import blocked_csr
 
     w = sp.random_array((70, 70), density=0.15, format="csr", rng=rng)
     w.sort_indices()
@@ -205,7 +205,7 @@ def test_blocked_csr_holds_w_padded_to_groups(rng):
 
 @pytest.mark.parametrize("parts", [1, 3])
 def test_sliced_ell_holds_w_by_position(parts, rng):
-    from seqbench.models.esn import sliced_ell
+    from seqbench.backends.numba_esn import sliced_ell
 
     w = sp.random_array((61, 61), density=0.2, format="csr", rng=rng).tolil()
     w[[3, 40], :] = 0  # empty rows

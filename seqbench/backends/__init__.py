@@ -1,25 +1,34 @@
-"""Backends behind one layer contract.
+"""Backends behind one layer contract and one reservoir contract.
 
-Each backend module exposes ``LAYERS = {cell: (forward, backward)}`` with
+Each backend names a layer module exposing ``LAYERS = {cell: (forward, backward)}`` with
 
     forward(p, x, state0, opts) -> (out (B, T, O), state_n tuple, cache)
     backward(p, cache, dout (B, T, O), dstate_n tuple)
         -> (grads, dx (B, T, I), dstate0, dh_norms (T,))
 
-for one layer and one direction; ``p`` holds short parameter names (``weight_ih``, ...).
-Modules are imported on first use so that ``import seqbench`` stays light.
+for one layer and one direction; ``p`` holds short parameter names (``weight_ih``, ...);
+and a reservoir module exposing ``RESERVOIR`` (prepare, run, check: see reservoir.py) for the
+echo-state network. Modules are imported on first use so that ``import seqbench`` stays light.
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 
 from ..errors import ConfigError
 
+
+@dataclass(frozen=True)
+class Backend:
+    layers: str  # module path: LAYERS = {cell: (forward, backward)}
+    reservoir: str  # module path: RESERVOIR = ReservoirFunctions(prepare, run, check)
+
+
 BACKENDS = {
-    "numba": "seqbench.backends.numba_cpu",
-    "numpy": "seqbench.backends.reference",
-    "cuda": "seqbench.backends.cuda_gpu",
+    "numba": Backend("seqbench.backends.numba_cpu", "seqbench.backends.numba_esn"),
+    "numpy": Backend("seqbench.backends.reference", "seqbench.backends.reference"),
+    "cuda": Backend("seqbench.backends.cuda_gpu", "seqbench.backends.cuda_esn"),
 }
 
 
@@ -31,10 +40,15 @@ def check_backend(name: str) -> str:
 
 def layer_functions(backend: str, cell: str):
     """(forward, backward) of one cell on one backend."""
-    module = importlib.import_module(BACKENDS[check_backend(backend)])
+    module = importlib.import_module(BACKENDS[check_backend(backend)].layers)
     if cell not in module.LAYERS:
         raise ConfigError(f"cell {cell!r} has no {backend!r} implementation")
     return module.LAYERS[cell]
+
+
+def reservoir_functions(backend: str):
+    """ReservoirFunctions (prepare, run, check) of the echo-state reservoir on one backend."""
+    return importlib.import_module(BACKENDS[check_backend(backend)].reservoir).RESERVOIR
 
 
 def check_environment() -> None:

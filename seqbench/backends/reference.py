@@ -1,4 +1,5 @@
-"""NumPy reference of every cell: slow, step by step, obviously correct. The test oracle.
+"""NumPy reference of every cell and of the reservoir: slow, step by step, obviously correct.
+The test oracle.
 
 Same layer contract as the Numba backend (batch-first x: (B, T, I)), written independently
 of the kernels: plain textbook equations forward, and the chain rule applied step by step
@@ -8,6 +9,8 @@ backward, with no hoisting or fusion.
 from __future__ import annotations
 
 import numpy as np
+
+from .reservoir import Prepared, ReservoirFunctions, project
 
 
 def _sig(z):  # 1 / (1 + e^-z) written with e^-|z| only: saturated gates do not overflow
@@ -206,3 +209,41 @@ LAYERS = {
     "lstm": (lstm_forward, lstm_backward),
     "gru": (gru_forward, gru_backward),
 }
+
+
+# ---------------------------------------------------------------- reservoir
+
+
+def reference_run(w, u_proj, s0, leak, linear, free):
+    """NumPy oracle of the reservoir, step by step as the equations read.
+
+    u_proj (B, T, N) = W_in u_t + b (+ teacher feedback); free = (W_fb, W_out, b_out, y0) for
+    a free run or None. Returns (states (B, T, N), outputs (B, T, O) or None).
+    """
+    B, T, N = u_proj.shape
+    f = (lambda z: z) if linear else np.tanh
+    x = np.array(s0, dtype=u_proj.dtype)
+    states = np.empty_like(u_proj)
+    outputs = None
+    if free is not None:
+        w_fb, w_out, b_out, y = free
+        outputs = np.empty((B, T, w_out.shape[0]), dtype=u_proj.dtype)
+    for t in range(T):
+        rec = (w @ x.T).T  # W x_{t-1}, dense or sparse
+        pre = rec + u_proj[:, t]
+        if free is not None:
+            pre = pre + y @ w_fb.T
+        x = (1.0 - leak) * x + leak * f(pre)
+        states[:, t] = x
+        if free is not None:
+            y = x @ w_out.T + b_out
+            outputs[:, t] = y
+    return states, outputs
+
+
+def _reservoir_run(h: Prepared, x, w_in_t, s0, free):
+    u_proj = project(h, x, w_in_t)
+    return reference_run(h.params["weight_hh_l0"], u_proj, s0, h.leak, h.linear, free)
+
+
+RESERVOIR = ReservoirFunctions(prepare=Prepared, run=_reservoir_run)

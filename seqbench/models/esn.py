@@ -20,18 +20,15 @@ bias_scaling; W_fb: U(-1, 1) * feedback_scaling.
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 import scipy.sparse as sparse_mod
 from scipy.sparse.linalg import ArpackNoConvergence, eigs
 
-from ..backends import buffers
+from ..backends import BACKENDS, reservoir_functions
 from ..errors import ConfigError
 from .cells import check_size
 from .recurrent import DTYPES, Tape
 
-BACKENDS = ("numba", "numpy", "cuda")
 DISTRIBUTIONS = ("normal", "uniform")
 ACTIVATIONS = ("tanh", "identity")
 _EXACT_EIG_MAX = 256  # below this, np.linalg.eigvals is cheap and exact
@@ -171,7 +168,8 @@ class EchoStateNetwork:
         self.seed = seed
         self.options = options
         self.feedback_size = options["feedback_size"]
-        self._np_dtype = DTYPES[dtype]
+        self.np_dtype = DTYPES[dtype]
+        self._reservoir = reservoir_functions(backend)
         self.params = {}
         self._set_params(params)
 
@@ -247,7 +245,7 @@ class EchoStateNetwork:
         self._set_params(new)
 
     def _set_params(self, params: dict) -> None:
-        dt = self._np_dtype
+        dt = self.np_dtype
         out = {}
         for k, v in params.items():
             if sparse_mod.issparse(v):
@@ -259,15 +257,8 @@ class EchoStateNetwork:
             else:
                 out[k] = np.ascontiguousarray(v, dtype=dt)
         self.params = out
-        w = out["weight_hh_l0"]
-        if sparse_mod.issparse(w):  # kernel-ready CSR: uint32 indices, contiguous
-            self._csr = (w.indptr.astype(np.uint32), w.indices.astype(np.uint32), w.data)
-            self._blocked = []  # blocked CSR of the batched kernel, one per thread, on first use
-            self._sliced = None  # sliced ELLPACK of the one-series kernel, on first use
-            self._w_hh_t = None
-        else:
-            self._csr = None
-            self._w_hh_t = np.ascontiguousarray(w.T)
+        # the backend's layouts and copies of these weights, built once per set of weights
+        self.backend_state = self._reservoir.prepare(self)
 
     # ------------------------------------------------------------- checks
 
@@ -285,7 +276,7 @@ class EchoStateNetwork:
             raise ConfigError(f"{name} has shape {a.shape}, expected ({B}, {T}, {features})")
         if not np.issubdtype(a.dtype, np.number):
             raise ConfigError(f"{name} must be numeric, got dtype {a.dtype}")
-        a = np.ascontiguousarray(a, dtype=self._np_dtype)
+        a = np.ascontiguousarray(a, dtype=self.np_dtype)
         if not np.all(np.isfinite(a)):
             raise ConfigError(f"{name} contains NaN or Inf")
         return a
@@ -299,14 +290,14 @@ class EchoStateNetwork:
             raise ConfigError(
                 f"{name} has shape {a.shape}, expected (1, {B}, {size}) or ({B}, {size})"
             )
-        a = np.ascontiguousarray(a, dtype=self._np_dtype)
+        a = np.ascontiguousarray(a, dtype=self.np_dtype)
         if not np.all(np.isfinite(a)):
             raise ConfigError(f"{name} contains NaN or Inf")
         return a
 
     def _state0(self, h0, B) -> np.ndarray:
         if h0 is None:
-            return np.zeros((B, self.hidden_size), dtype=self._np_dtype)
+            return np.zeros((B, self.hidden_size), dtype=self.np_dtype)
         return self._check_vectors("h0", h0, B, self.hidden_size)
 
     # ------------------------------------------------------------- compute
@@ -330,7 +321,7 @@ class EchoStateNetwork:
             F = self.feedback_size
             teacher = self._check_series("teacher", teacher, F, B, T)
             first = np.zeros((B, F)) if y0 is None else self._check_vectors("y0", y0, B, F)
-            prev = np.concatenate([first[:, None].astype(self._np_dtype), teacher[:, :-1]], axis=1)
+            prev = np.concatenate([first[:, None].astype(self.np_dtype), teacher[:, :-1]], axis=1)
             x = np.concatenate([x, prev], axis=2)  # W_fb y_{t-1} is one more input
             w_in_t = np.concatenate([w_in_t, self.params["weight_fb_l0"].T])
         elif teacher is not None:
@@ -349,8 +340,8 @@ class EchoStateNetwork:
         steps = check_size("steps", steps)
         N, I, F = self.hidden_size, self.input_size, self.feedback_size
         O = F if F else I
-        w_out = np.ascontiguousarray(readout_weight, dtype=self._np_dtype)
-        b_out = np.ascontiguousarray(readout_bias, dtype=self._np_dtype)
+        w_out = np.ascontiguousarray(readout_weight, dtype=self.np_dtype)
+        b_out = np.ascontiguousarray(readout_bias, dtype=self.np_dtype)
         if w_out.shape != (O, N) or b_out.shape != (O,):
             raise ConfigError(
                 f"readout weight/bias have shapes {w_out.shape}/{b_out.shape}, expected "
@@ -369,304 +360,26 @@ class EchoStateNetwork:
         B = sizes[0] if sizes else 1
         s0 = self._state0(h0, B)
         first = (
-            np.zeros((B, O), self._np_dtype) if y0 is None else self._check_vectors("y0", y0, B, O)
+            np.zeros((B, O), self.np_dtype) if y0 is None else self._check_vectors("y0", y0, B, O)
         )
         if F:
-            x = np.zeros((B, steps, I), self._np_dtype) if x is None else x
+            x = np.zeros((B, steps, I), self.np_dtype) if x is None else x
             w_in_t, w_fb = self.params["weight_ih_l0"].T, self.params["weight_fb_l0"]
         else:  # the input is the fed-back prediction alone
-            x, w_in_t = np.zeros((B, steps, 0), self._np_dtype), np.zeros((0, N), self._np_dtype)
+            x, w_in_t = np.zeros((B, steps, 0), self.np_dtype), np.zeros((0, N), self.np_dtype)
             w_fb = self.params["weight_ih_l0"]
         states, outputs = self._run(x, w_in_t, s0, (w_fb, w_out, b_out, first))
         return states, outputs, Tape((B, steps), [], states[:, -1][None].copy())
 
-    def _project(self, x, w_in_t) -> np.ndarray:
-        """x @ w_in_t + b for every step: one GEMM, batch-first (B, T, N)."""
-        B, T, K = x.shape
-        out = buffers.empty((B * T, self.hidden_size), self._np_dtype)  # the only (B, T, N)
-        np.matmul(x.reshape(B * T, K), w_in_t, out=out)  # array of a forward
-        out += self.params["bias_hh_l0"]
-        return out.reshape(B, T, -1)
-
     def _run(self, x, w_in_t, s0, free):
         """States (and free-run outputs) for the input x (B, T, K) through w_in_t (K, N)."""
-        from ..kernels.config import FUSE_INPUT_MAX
-
-        if self.backend == "numba" and self._csr is not None and x.shape[2] <= FUSE_INPUT_MAX:
-            states = buffers.empty((x.shape[0], x.shape[1], self.hidden_size), self._np_dtype)
-            inputs = (x, np.ascontiguousarray(w_in_t), self.params["bias_hh_l0"])
-            return self._run_numba(inputs, states, s0, free)
-        if self.backend == "cuda":
-            return self._run_cuda(x, w_in_t, s0, free)
-        u_proj = self._project(x, w_in_t)
-        if self.backend == "numpy":
-            return reference_run(
-                self.params["weight_hh_l0"], u_proj, s0, self._leak, self._linear, free
-            )
-        # states written in place: the kernels read each u_proj[b, t] before writing it
-        return self._run_numba((u_proj, None, None), u_proj, s0, free)
-
-    def _run_cuda(self, x, w_in_t, s0, free):
-        """Only x (B, T, K) crosses to the GPU: the input is projected there, one GEMM into the
-        states buffer that the kernel then overwrites in place, and the states come back once
-        (a host projection would send the (B, T, N) array over the bus as well)."""
-        from ..backends.cuda_gpu import require_gpu
-
-        require_gpu()  # one-line ConfigError without a GPU
-        from ..kernels.cuda import _common as cc
-
-        B, T, K = x.shape
-        N, dt = self.hidden_size, self._np_dtype
-        u = cc.cuda.device_array((B * T, N), dt)
-        x_d = cc.to_device(np.ascontiguousarray(x.reshape(B * T, K), dt))
-        bias = cc.to_device(self.params["bias_hh_l0"])
-        cc.gemm(x_d, cc.to_device(np.ascontiguousarray(w_in_t, dt)), u, bias=bias)
-        u = u.reshape(B, T, N)
-        _, outputs = self._run_numba((u, None, None), u, s0, free)
-        states = buffers.empty((B, T, N), dt)
-        u.copy_to_host(states)
-        return states, outputs
-
-    @property
-    def _leak(self) -> float:
-        return self.options["leak"]
-
-    @property
-    def _linear(self) -> bool:
-        return self.options["activation"] == "identity"
+        return self._reservoir.run(self.backend_state, x, w_in_t, s0, free)
 
     def _run_numba(self, inputs, states, s0, free):
-        """inputs: (x, w_in_t, bias) as kernels.cpu.esn.input_at takes them; w_in_t None
-        (x = u_proj, projected) except on the CPU sparse kernels."""
-        if self.backend == "cuda":
-            from ..backends.cuda_gpu import require_gpu
+        """The CPU kernels alone, for suites/asv/bench_esn.py (see numba_esn.run_kernels)."""
+        from ..backends.numba_esn import run_kernels
 
-            require_gpu()  # one-line ConfigError without a GPU
-            from ..kernels.cuda import esn as kernels
-        else:
-            from ..kernels.cpu import esn as kernels  # numba is imported on first use
-
-        B, T, N = states.shape
-        dt = self._np_dtype
-        if free is None:
-            w_fb, w_out = np.zeros((N, 0), dt), np.zeros((0, N), dt)
-            b_out, y0 = np.zeros(0, dt), np.zeros((B, 0), dt)
-        else:
-            w_fb, w_out, b_out, y0 = (np.ascontiguousarray(a, dtype=dt) for a in free)
-        outputs = np.empty((B, T, w_out.shape[0]), dtype=dt)
-        common = (self._leak, self._linear, s0, states, w_fb, w_out, b_out, y0, outputs)
-        if self.backend == "cuda" and self._csr is None:
-            kernels.esn_forward(inputs[0], self._w_hh_t, *common)
-        elif self.backend == "cuda":
-            kernels.esn_forward_csr(inputs[0], *self._csr, *common)
-        elif self._csr is None:  # CPU kernels run with subnormals flushed, as numba_cpu's
-            from ..backends.cpu_runtime import flushed
-
-            flushed(lambda: kernels.esn_forward(inputs[0], self._w_hh_t, *common))
-        else:
-            self._run_cpu_sparse(kernels, inputs, common)
-        return states, outputs
-
-    def _run_cpu_sparse(self, kernels, inputs, common):
-        """At least CHUNK_MIN_SERIES series: chunks of CHUNK series (sparse x dense), one team
-        of threads a chunk at a time (see _chunk_teams); fewer: one series at a time, its
-        rows split over the threads."""
-        from ..backends import cpu_runtime
-
-        states = common[3]
-        if common[5].shape[0] == 0:  # no output feedback: compiled out of the kernels
-            common = (*common[:4], *kernels._NO_FEEDBACK)
-        B, _, N = states.shape
-        threads = cpu_runtime.get_num_threads()
-        if B >= CHUNK_MIN_SERIES:
-            self._run_chunks(kernels, inputs, common, threads)
-            return
-        from ..kernels.cpu._sync import STRIDE
-
-        # a barrier per step costs ~1 us: worth it only for steps of a few thousand nonzeros
-        threads = _barrier_threads(threads, self._csr[1].size)
-        if states is not inputs[0]:  # a fresh array: fault its pages in on this thread, as
-            states.fill(0.0)  # a page fault in the loop stalls every thread at the barrier
-            # (one series, N = 1000, T = 10^4: 61 -> 42 us a step, the fill included)
-        if self._sliced is None or self._sliced[-1].shape[1] != threads + 1:
-            w = self.params["weight_hh_l0"]
-            self._sliced = sliced_ell(w, kernels.SLICE, kernels.SLICE_GROUP, threads)
-        x_buf = np.zeros((2, self._sliced[3].size + 1), dtype=self._np_dtype)  # + zero position
-        counters = np.zeros(threads * STRIDE, dtype=np.int64)
-        cpu_runtime.run_group(
-            kernels.esn_forward_rows, threads, *inputs, *self._sliced, *common, x_buf, counters
-        )
-
-    def _run_chunks(self, kernels, inputs, common, threads):
-        """Teams of threads, each its own contiguous chunks (_chunk_teams); a team's members
-        split every step's units at nonzero-balanced, 8-aligned edges."""
-        from ..backends import cpu_runtime
-        from ..kernels.cpu._simd import empty_aligned
-        from ..kernels.cpu._sync import STRIDE
-
-        states = common[3]
-        B, _, N = states.shape
-        teams, size = _chunk_teams(B, kernels.CHUNK, threads, self._csr[1].size)
-        chunks = -(-B // kernels.CHUNK)
-        edges = [min(B, i * chunks // teams * kernels.CHUNK) for i in range(teams + 1)]
-        rows = _unit_ranges(self._csr[0], size)
-        calls = []
-        blocked = self._blocked_csr(kernels.GROUP, teams)
-        for w, lo, hi in zip(blocked, edges[:-1], edges[1:], strict=True):
-            x_pair = empty_aligned(2 * (N + 1), kernels.CHUNK, self._np_dtype)
-            x_pair[:] = 0.0
-            counters = np.zeros(size * STRIDE, dtype=np.int64)
-            team = (*inputs, *w, *common, lo, hi, x_pair, rows, counters)
-            calls += [partial(kernels.esn_forward_chunks, *team, me, size) for me in range(size)]
-        if size == 1:  # no barriers: the teams need not all start at once
-            cpu_runtime.run_parallel(calls)
-        else:
-            cpu_runtime.run_group(lambda me, _: calls[me](), len(calls))
-
-    def _blocked_csr(self, group, threads):
-        """The blocked W for each of ``threads`` threads: a copy of its own for each while W
-        is small enough to sit in a core's L2, where every step reads all of it. Two threads
-        on one shared W ran 5-11% slower than on their own copies on this 2-vCPU VM (median
-        of 20 interleaved runs, B = 32, N = 1000: 4.90-5.31 against 4.72-4.74 us per
-        series-step, 14 and 18 of 20 pairs faster); a larger W streams from L3 anyway and is
-        shared."""
-        if not self._blocked:
-            self._blocked.append(blocked_csr(self.params["weight_hh_l0"], group))
-        first = self._blocked[0]
-        if sum(a.nbytes for a in first) > _OWN_COPY_BYTES:
-            return [first] * threads
-        while len(self._blocked) < threads:
-            self._blocked.append(tuple(a.copy() for a in first))
-        return self._blocked[:threads]
-
-
-# Fewest series that run as a chunk (sparse x dense) rather than one by one: a chunk step costs
-# about as much for 1 as for 16 series, ~3.4x one series' step on one thread (N = 1000, 10%:
-# 134 against 37-41 us), so from 4 series on the chunk is cheaper per series.
-CHUNK_MIN_SERIES = 4
-
-
-def _barrier_threads(threads, nnz):
-    """Threads that may split one step of W's ``nnz`` nonzeros and meet at a barrier once a
-    step (~1 us): each keeps at least 4096 nonzeros."""
-    return max(1, min(threads, nnz // 4096))
-
-
-def _chunk_teams(batch, chunk, threads, nnz):
-    """(teams, members a team) for ``batch`` series in chunks of ``chunk`` on ``threads``
-    threads: a team a chunk while there are fewer chunks than threads, the spare threads
-    splitting each chunk's units (_barrier_threads)."""
-    chunks = -(-batch // chunk)
-    teams = min(threads, chunks)
-    return teams, _barrier_threads(threads // teams, nnz)
-
-
-def _unit_ranges(indptr, parts):
-    """int64 [parts + 1] unit edges with about equal nonzeros each, on multiples of 8 (a range
-    then writes whole 64-byte lines of a float64 ``states`` row wherever the row starts on one)."""
-    N = indptr.size - 1
-    want = np.arange(1, parts) * (int(indptr[-1]) / parts)
-    inner = (np.searchsorted(indptr, want) + 4) // 8 * 8
-    return np.concatenate([[0], np.clip(inner, 0, N), [N]]).astype(np.int64)
-
-
-# Columns of W per block of the batched kernel: the x rows a block reads, 256 x 16 float64
-# = 32 KB, stay in L1 while every row of W takes its nonzeros from that block.
-COLUMN_BLOCK = 256
-# Largest blocked W copied once per thread (see EchoStateNetwork._blocked_csr): about a core's L2.
-_OWN_COPY_BYTES = 2 << 20
-
-
-def blocked_csr(w, group, block=COLUMN_BLOCK):
-    """W (CSR, N x N, sorted indices) as (bptr [n_blocks, N + 1], bidx, bdat): for each block
-    of ``block`` columns, each row's nonzeros in it, padded with zeros at column N (a state row
-    that stays 0) to a multiple of ``group``."""
-    N = w.shape[0]
-    n_blocks = max(1, -(-N // block))
-    rows = np.repeat(np.arange(N), np.diff(w.indptr))
-    segment = (w.indices // block).astype(np.int64) * N + rows  # block-major, then row
-    order = np.argsort(segment, kind="stable")  # keeps each row's columns sorted
-    counts = np.bincount(segment, minlength=n_blocks * N)
-    starts = np.concatenate(([0], np.cumsum(counts)))
-    offsets = np.concatenate(([0], np.cumsum(-(-counts // group) * group)))
-    seg = segment[order]
-    pos = offsets[seg] + np.arange(seg.size) - starts[seg]
-    bidx = np.full(offsets[-1], N, dtype=np.uint32)
-    bdat = np.zeros(offsets[-1], dtype=w.data.dtype)
-    bidx[pos] = w.indices[order]
-    bdat[pos] = w.data[order]
-    bptr = np.stack([offsets[c * N : c * N + N + 1] for c in range(n_blocks)]).astype(np.uint32)
-    return bptr, bidx, bdat
-
-
-def sliced_ell(w, lanes, group, parts):
-    """W (CSR, N x N, sorted indices) in sliced ELLPACK for esn_forward_rows run on ``parts``
-    threads: (sptr, sidx, sdat, order, split).
-
-    The units are cut into ``parts`` contiguous ranges of about equal nonzeros, one a thread,
-    so that each thread writes its own stretch of every row of ``states`` (with the ranges
-    interleaved, both threads wrote every cache line of a row). Within a range the units
-    are sorted by their number of nonzeros, longest first, and cut into slices of ``lanes``,
-    so that a slice's rows have nearly the same length: 0.7% padding at N = 1000, 10% (13%
-    for units in their own order). Each slice is padded to a multiple of ``group`` slots
-    with weight 0 at the zero position ``n_slices * lanes``. Range k holds slices
-    split[0, k] .. split[0, k + 1] - 1 and units split[1, k] .. split[1, k + 1] - 1, at the
-    first positions of its slices; order[p] is the unit at position p (N at the positions
-    past a range's units, which nothing reads)."""
-    N = w.shape[0]
-    lengths = np.diff(w.indptr).astype(np.int64)
-    cum = np.concatenate(([0], np.cumsum(lengths)))
-    units = np.searchsorted(cum, np.arange(parts + 1) * cum[-1] // parts)
-    units[0], units[-1] = 0, N
-    slices = np.concatenate(([0], np.cumsum(-(-np.diff(units) // lanes))))
-    n_slices = slices[-1]
-    order = np.full(n_slices * lanes, N, dtype=np.int64)
-    for k in range(parts):
-        own = np.arange(units[k], units[k + 1])
-        own = own[np.argsort(-lengths[own], kind="stable")]
-        order[slices[k] * lanes : slices[k] * lanes + own.size] = own
-    real = order < N
-    position = np.empty(N, dtype=np.int64)
-    position[order[real]] = np.flatnonzero(real)
-    by_position = np.zeros(order.size, dtype=np.int64)
-    by_position[real] = lengths[order[real]]
-    slots = -(-by_position.reshape(n_slices, lanes).max(axis=1) // group) * group
-    sptr = np.concatenate(([0], np.cumsum(slots * lanes)))
-    sidx = np.full(sptr[-1], n_slices * lanes, dtype=np.uint32)
-    sdat = np.zeros(sptr[-1], dtype=w.data.dtype)
-    p = np.repeat(position, lengths)  # position of each nonzero's row, in CSR order
-    j = np.arange(w.nnz) - np.repeat(cum[:-1], lengths)
-    slot = sptr[p // lanes] + j * lanes + p % lanes
-    sidx[slot] = position[w.indices]
-    sdat[slot] = w.data
-    return sptr, sidx, sdat, order.astype(np.uint32), np.stack([slices, units])
-
-
-def reference_run(w, u_proj, s0, leak, linear, free):
-    """NumPy oracle of the reservoir, step by step as the equations read.
-
-    u_proj (B, T, N) = W_in u_t + b (+ teacher feedback); free = (W_fb, W_out, b_out, y0) for
-    a free run or None. Returns (states (B, T, N), outputs (B, T, O) or None).
-    """
-    B, T, N = u_proj.shape
-    f = (lambda z: z) if linear else np.tanh
-    x = np.array(s0, dtype=u_proj.dtype)
-    states = np.empty_like(u_proj)
-    outputs = None
-    if free is not None:
-        w_fb, w_out, b_out, y = free
-        outputs = np.empty((B, T, w_out.shape[0]), dtype=u_proj.dtype)
-    for t in range(T):
-        rec = (w @ x.T).T  # W x_{t-1}, dense or sparse
-        pre = rec + u_proj[:, t]
-        if free is not None:
-            pre = pre + y @ w_fb.T
-        x = (1.0 - leak) * x + leak * f(pre)
-        states[:, t] = x
-        if free is not None:
-            y = x @ w_out.T + b_out
-            outputs[:, t] = y
-    return states, outputs
+        return run_kernels(self.backend_state, inputs, states, s0, free)
 
 
 # ------------------------------------------------------------------ the builder
@@ -709,11 +422,8 @@ def build_esn(
     dtype = getattr(dtype, "__name__", str(dtype))
     if dtype not in DTYPES:
         raise ConfigError(f"dtype {dtype!r} is not supported; use float32 or float64")
-    _check_choice("backend", backend, BACKENDS)
-    if backend == "cuda":
-        from ..backends.cuda_gpu import require_gpu
-
-        require_gpu()
+    _check_choice("backend", backend, tuple(BACKENDS))
+    reservoir_functions(backend).check()  # e.g. cuda without a GPU: fail before building W
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     options = {
