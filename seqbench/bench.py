@@ -129,6 +129,12 @@ def set_threads(n: int | None) -> int:
     return n
 
 
+def _peer_note() -> str:
+    if _torch() is None:
+        return "; torch is not installed, so its columns are '-' (pip install torch==2.13.0)"
+    return ""
+
+
 def _torch():
     try:
         import torch
@@ -257,7 +263,7 @@ def main(args) -> int:
     table = Table(
         title=f"seqbench ({args.backend}) vs torch, median of {args.repeat}, {threads} threads",
         caption="ratio = torch time / seqbench time (> 1: seqbench faster); "
-        f"train = forward + backward of sum(y); gates: {gate_functions()}",
+        f"train = forward + backward of sum(y); gates: {gate_functions()}{_peer_note()}",
     )
     for col in ("cell", "B,T,I,H", "dtype"):
         table.add_column(col)

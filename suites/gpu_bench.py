@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -107,14 +108,27 @@ def main(argv=None):
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     args = ap.parse_args(argv)
 
-    import torch
+    try:
+        import torch
+    except ImportError:
+        print(
+            "gpu_bench: error: torch is not installed; it times cuDNN as the peer: "
+            "pip install torch (a CUDA build)",
+            file=sys.stderr,
+        )
+        return 2
     from numba import cuda
     from seqbench.kernels.cuda import _common
 
     import seqbench as sb
 
     if not torch.cuda.is_available() or not cuda.is_available():
-        raise SystemExit("gpu_bench needs a CUDA GPU visible to both torch and numba")
+        print(
+            "gpu_bench: error: no CUDA GPU visible to both torch and numba; "
+            "run it on a machine with an NVIDIA GPU",
+            file=sys.stderr,
+        )
+        return 2
     dev = cuda.get_current_device()
     name = dev.name.decode() if isinstance(dev.name, bytes) else dev.name
     print(
@@ -170,4 +184,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

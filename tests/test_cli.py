@@ -147,6 +147,17 @@ def test_bench_prints_the_side_by_side_table(capsys):
     assert "gates: float32 approximate, float64 exact" in " ".join(text.split())
 
 
+def test_bench_without_torch_says_so_in_its_caption(monkeypatch, capsys):
+    """Without torch the peer columns are '-', and the caption says why and what to install."""
+    import seqbench.bench as bench
+
+    monkeypatch.setattr(bench, "_torch", lambda: None)
+    argv = ["bench", "--cells", "elman", "--shapes", "2,3,2,4", "--repeat", "1"]
+    assert main(argv) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "torch is not installed, so its columns are '-' (pip install torch==2.13.0)" in text
+
+
 def test_bench_roofline_counts_the_products_and_rates_them_against_a_gemm(capsys):
     """--roofline: a second table with each side's GFLOP/s and share of the GEMM peak; the
     FLOP count is 2 B T (gates H (I + H)) for a cell, W_hy included for Jordan."""
