@@ -125,7 +125,7 @@ def cmd_results(a) -> int:
 # Subcommands whose module may add its own arguments: name -> (module, help).
 PLUGINS = {
     "bench": ("seqbench.bench", "seqbench vs torch timing table"),
-    "sweep": ("seqbench.sweep", "run a suite of configs, resumable, locally or on Dask"),
+    "sweep": ("seqbench.sweep.cli", "run a suite of configs, resumable, locally or on Dask"),
     "report": ("seqbench.report.cli", "HTML report with plots of recorded runs"),
 }
 

@@ -180,7 +180,7 @@ def test_pool_and_dask_give_the_same_table_and_resume_skips(tmp_path, capsys):
     assert main(["sweep", str(path), "--out", str(pool_out), "--quiet"]) == 0
     assert "0 runs done now, 4 were already done" in capsys.readouterr().out
     assert before == {p: p.stat().st_mtime_ns for p in (pool_out / "runs").iterdir()}
-    log = [json.loads(s) for s in (pool_out / sweep.SWEEP_LOG).read_text().splitlines()]
+    log = [json.loads(s) for s in (pool_out / results.SWEEP_LOG).read_text().splitlines()]
     assert len(log) == 1 and log[0]["ran"] == 4 and log[0]["wall_seconds"] > 0  # no-ops unlogged
 
 

@@ -1,0 +1,97 @@
+"""Suite files: parse, check and expand a TOML suite into unique, validated RunConfigs."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError
+from .checks import check_document, check_models
+from .source import SuiteSource
+
+
+@dataclass(frozen=True)
+class Suite:
+    path: Path
+    name: str
+    description: str
+    configs: tuple  # validated RunConfigs, unique run ids, in file order
+    duplicates: int = 0  # configs dropped because an earlier one had the same run id
+
+    def run_ids(self) -> list[str]:
+        from ..results import run_id
+
+        return [run_id(c.identity()) for c in self.configs]
+
+
+def resolve_suite_path(name) -> Path:
+    """A path as given, or a bare name looked up as suites/NAME.toml (here, then the repo)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    if path.suffix == "" and path.parent == Path("."):
+        for root in (Path("suites"), Path(__file__).resolve().parents[2] / "suites"):
+            candidate = root / f"{name}.toml"
+            if candidate.is_file():
+                return candidate
+    raise ConfigError(f"no suite file {name}")
+
+
+def load_suite(path) -> Suite:
+    """Parse, check and expand a suite file; every mistake is one ConfigError 'file:line: ...'."""
+    path = resolve_suite_path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read suite {path}: {e}") from e
+    source = SuiteSource(path, text)
+    doc = source.parse()
+    check_document(source, doc)
+    configs, origins, duplicates = [], {}, 0
+    from ..results import run_id
+
+    for block, entries in _blocks(doc):
+        for entry in entries:
+            cfg = _config(source, block, entry)
+            rid = run_id(cfg.identity())
+            if rid in origins:
+                duplicates += 1
+                continue
+            origins[rid] = block
+            configs.append(cfg)
+    check_models(source, doc, configs, origins)
+    return Suite(
+        path=path,
+        name=str(doc.get("name", path.stem)),
+        description=str(doc.get("description", "")),
+        configs=tuple(configs),
+        duplicates=duplicates,
+    )
+
+
+def _blocks(doc: dict):
+    """(block, entries): each entry a dict of scalars (the grid crossed, lists expanded)."""
+    defaults, grid = doc.get("defaults", {}), doc.get("grid", {})
+    runs = doc.get("runs") or [None]
+    for i, run in enumerate(runs):
+        block = ("runs", i) if run is not None else ("grid", 0)
+        axes = {k: v for k, v in grid.items() if run is None or k not in run}
+        axes.update({k: v if isinstance(v, list) else [v] for k, v in (run or {}).items()})
+        names = list(axes)
+        entries = [
+            {**defaults, **dict(zip(names, combo, strict=True))}
+            for combo in itertools.product(*(axes[n] for n in names))
+        ]
+        yield block, entries
+
+
+def _config(source: SuiteSource, block: tuple, entry: dict):
+    from ..config import RunConfig
+
+    try:
+        return RunConfig.from_dict(entry)
+    except ConfigError as e:
+        summary = ", ".join(f"{k}={entry[k]}" for k in ("task", "model", "seq_len") if k in entry)
+        line = source.line_of(block[0], None, block[1])
+        raise source.error(line, f"{source.where(block)} ({summary}): {e}") from None
