@@ -26,7 +26,7 @@ class RunConfig:
     num_layers: int = 1
     bidirectional: bool = False
     batch_size: int = 64
-    steps: int | None = None  # None: DEFAULT_STEPS, or for esn the readout fit's own choice
+    steps: int | None = None  # None: DEFAULT_STEPS, or for a fitted model the fit's own choice
     lr: float = 1e-2
     optimizer: str = "adam"
     clip: str = "norm:1"
@@ -75,17 +75,15 @@ class RunConfig:
         _choice("task", self.task, TASKS)
         _choice("model", self.model, MODELS)
         check_backend(self.backend)
-        if self.model != "esn":
-            from .backends import layer_functions
-
-            layer_functions(self.backend, self.model)  # e.g. cuda without a GPU fails here
+        kind = MODELS[self.model]
+        kind.functions(self.backend)  # e.g. a cell on cuda without a GPU fails here
         _choice("dtype", self.dtype, DTYPES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("readout", self.readout, READOUTS)
         if self.seq_len is not None:
             _positive_int("seq_len", self.seq_len)
         steps = self.steps
-        if steps is None and self.model != "esn":
+        if steps is None and not kind.fitted:
             steps = DEFAULT_STEPS
         if steps is not None:
             _positive_int("steps", steps)

@@ -56,14 +56,22 @@ def _fmt(v, spec=".4g"):
 
 def verdict_lines(r: dict) -> list[str]:
     """The end-of-run summary: solved or not, against the baseline, speed, gradient story."""
-    esn = r["model"] == "esn"
-    how = "ridge readout" if esn else f"{r['optimizer']} lr={r['lr']:g}, clip {r['clip']}"
+    fitted = _fitted(r["model"])
+    how = "ridge readout" if fitted else f"{r['optimizer']} lr={r['lr']:g}, clip {r['clip']}"
     head = (
         f"{r['task']} T={r['seq_len']}  {r['model']} H={r['hidden_size']} "
         f"x{r['num_layers']}{' bi' if r['bidirectional'] else ''}  "
         f"({r['backend']}, {r['dtype']}, {how})"
     )
-    return [head, _outcome(r), *(_esn_lines(r) if esn else _gradient_lines(r))]
+    return [head, _outcome(r), *(_fitted_lines(r) if fitted else _gradient_lines(r))]
+
+
+def _fitted(model: str) -> bool:
+    """Whether a run's model fits its readout in closed form (no gradient story to tell)."""
+    from .models import MODELS
+
+    kind = MODELS.get(model)
+    return kind is not None and kind.fitted
 
 
 def _outcome(r: dict) -> str:
@@ -97,7 +105,7 @@ def _gradient_lines(r: dict) -> list[str]:
     return [speed, grad]
 
 
-def _esn_lines(r: dict) -> list[str]:
+def _fitted_lines(r: dict) -> list[str]:
     options = r.get("options") or {}
     return [
         f"reservoir driven and readout fitted in {r['train_seconds']:.1f} s "

@@ -1,7 +1,8 @@
 """The one training loop: task batches -> model -> output head -> loss -> BPTT -> clip -> step.
 
-Every task, model, backend and clipping mode goes through ``run``; the only fork is the
-echo-state network, whose "training" is a closed-form readout fit (seqbench.esn_fit).
+Every task, model, backend and clipping mode goes through ``run``; the only fork is a model
+declared ``fitted`` (the echo-state network), whose "training" is a closed-form readout fit
+(seqbench.esn_fit).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import RunConfig
-from .models import DTYPES, build_model
+from .models import DTYPES, MODELS, build_for_run
 from .tasks import make_task
 
 
@@ -77,18 +78,7 @@ class Trainer:
         self.cfg = cfg
         self.task = make_task(cfg.task, cfg.seq_len)
         self.dtype = DTYPES[cfg.dtype]
-        opts = {"init": cfg.init, **cfg.model_options}
-        self.model = build_model(
-            cfg.model,
-            self.task.input_size,
-            cfg.hidden_size,
-            num_layers=cfg.num_layers,
-            bidirectional=cfg.bidirectional,
-            dtype=cfg.dtype,
-            backend=cfg.backend,
-            seed=cfg.seed,
-            **opts,
-        )
+        self.model = build_for_run(cfg, self.task.input_size)
         self.data_rng = np.random.default_rng([cfg.seed, 1])
         self.eval_rng = np.random.default_rng([cfg.seed, 2])
         head_rng = np.random.default_rng([cfg.seed, 3])
@@ -169,8 +159,8 @@ def run(cfg: RunConfig, progress=None) -> RunResult:
     from . import telemetry
 
     cfg = cfg.validated()
-    if cfg.model == "esn":
-        return _run_esn(cfg, progress)
+    if MODELS[cfg.model].fitted:
+        return _run_fitted(cfg, progress)
     tr = Trainer(cfg)
     res = RunResult(record={})
     baseline = tr.task.baseline
@@ -266,19 +256,11 @@ def _config_columns(cfg: RunConfig, task) -> dict:
     return d
 
 
-def _run_esn(cfg: RunConfig, progress) -> RunResult:
+def _run_fitted(cfg: RunConfig, progress) -> RunResult:
     from .esn_fit import fit_esn
 
     task = make_task(cfg.task, cfg.seq_len)
-    model = build_model(
-        "esn",
-        task.input_size,
-        cfg.hidden_size,
-        dtype=cfg.dtype,
-        backend=cfg.backend,
-        seed=cfg.seed,
-        **cfg.model_options,
-    )
+    model = build_for_run(cfg, task.input_size)
     rng = np.random.default_rng([cfg.seed, 1])
     t0 = time.perf_counter()
     out = fit_esn(model, task, rng, batch_size=cfg.batch_size, train_batches=cfg.steps)

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
-from ..backends import check_backend
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from ..backends import check_backend, layer_functions, reservoir_functions
 from ..errors import ConfigError
 from .cells import CELLS, check_size
 from .recurrent import DTYPES, Gradients, RecurrentModel, Tape
 
-__all__ = ["CELLS", "MODELS", "build_model", "RecurrentModel", "Tape", "Gradients"]
+__all__ = [
+    "CELLS",
+    "MODELS",
+    "ModelKind",
+    "build_model",
+    "build_for_run",
+    "RecurrentModel",
+    "Tape",
+    "Gradients",
+]
+
+# build_model's own keywords among RunConfig's fields; the others go in as model options
+_STRUCTURE = ("num_layers", "bidirectional")
 
 
 def _build_recurrent(
@@ -30,8 +46,44 @@ def _build_esn(
     return build_esn(input_size, hidden_size, dtype=dtype, backend=backend, seed=seed, **options)
 
 
+@dataclass(frozen=True)
+class ModelKind:
+    """What the harness needs to know of one kind of model, declared once here.
+
+    build:        build_model's constructor for it
+    functions:    backend -> its implementation there (ConfigError where it has none)
+    fitted:       the readout is fitted in closed form: no optimizer, clipping or BPTT,
+                  and ``steps`` (None) is left to the fit
+    gates:        weight_ih rows per hidden unit (cost estimates)
+    run_options:  the RunConfig fields, besides model_options, that the build takes
+    """
+
+    build: Callable
+    functions: Callable[[str], object]
+    fitted: bool = False
+    gates: int = 1
+    run_options: tuple[str, ...] = ("num_layers", "bidirectional", "init")
+
+    def options_for(self, cfg) -> dict:
+        """The build's model options for a RunConfig: its options fields, then model_options."""
+        own = {k: getattr(cfg, k) for k in self.run_options if k not in _STRUCTURE}
+        return {**own, **cfg.model_options}
+
+    def structure_for(self, cfg) -> dict:
+        """The build's num_layers and bidirectional for a RunConfig, where they apply."""
+        return {k: getattr(cfg, k) for k in self.run_options if k in _STRUCTURE}
+
+
+def _cell_kind(cell: str) -> ModelKind:
+    functions = partial(layer_functions, cell=cell)
+    return ModelKind(_build_recurrent, functions, gates=CELLS[cell].gates)
+
+
 # Every model the CLI, the suites and the tests can name: the cells, and the reservoir.
-MODELS = {**{name: _build_recurrent for name in CELLS}, "esn": _build_esn}
+MODELS = {
+    **{name: _cell_kind(name) for name in CELLS},
+    "esn": ModelKind(_build_esn, reservoir_functions, fitted=True, run_options=()),
+}
 
 
 def build_model(
@@ -60,6 +112,21 @@ def build_model(
     check_backend(backend)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-    return MODELS[cell](
+    return MODELS[cell].build(
         cell, input_size, hidden_size, num_layers, bidirectional, dtype, backend, seed, cell_options
+    )
+
+
+def build_for_run(cfg, input_size: int):
+    """The model a validated RunConfig describes, for a task of ``input_size`` features."""
+    kind = MODELS[cfg.model]
+    return build_model(
+        cfg.model,
+        input_size,
+        cfg.hidden_size,
+        **kind.structure_for(cfg),
+        dtype=cfg.dtype,
+        backend=cfg.backend,
+        seed=cfg.seed,
+        **kind.options_for(cfg),
     )
