@@ -1,24 +1,29 @@
 """Numba CPU backend: one layer, one direction, over the kernels in seqbench.kernels.cpu.
 
-Every function here takes batch-first arrays (B, T, F), does the time-independent GEMMs
-(input projection, weight gradients, input gradient) with BLAS, and hands the recurrence to
-the compiled ``*_rows`` kernels, one block of batch rows per thread (cpu_runtime.py says how
-threads, BLAS and subnormals are managed). Kernels are imported on first use so that
-``import seqbench`` never pays for numba.
+One forward and one backward serve every cell, reading the cell's declaration in
+cell_kernels.py. They take batch-first arrays (B, T, F), do the time-independent GEMMs (input
+projection, weight gradients, input gradient) with BLAS, and hand the recurrence to the
+compiled ``<cell>_forward_rows`` / ``<cell>_backward_rows`` kernels, one block of batch rows
+per thread (cpu_runtime.py says how threads, BLAS and subnormals are managed). Kernels are
+imported on first use so that ``import seqbench`` never pays for numba.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+from typing import NamedTuple
 
 import numpy as np
 
 from . import buffers
+from .cell_kernels import CELLS, layer_dims
 from .cpu_runtime import block_means, gemm, row_blocks, run_blocks
 
 
-def _kernels(cell: str):
-    return importlib.import_module(f"seqbench.kernels.cpu.{cell}")
+@functools.cache
+def _kernel(module: str, name: str):  # ("lstm", "forward_rows") -> lstm_forward_rows
+    return getattr(importlib.import_module(f"seqbench.kernels.cpu.{module}"), f"{module}_{name}")
 
 
 def _time_major(a):  # (B, T, F) -> C-contiguous (T, B, F)
@@ -33,11 +38,11 @@ def _project(x_tm, w, b=None):  # (T, B, I) @ (G, I)^T [+ (G,)] -> (T, B, G), on
     return out.reshape(T, B, w.shape[0])
 
 
-def _input_side(x, w_ih, b_ih=None):
+def _input_side(x, w_ih, b_ih=None, fusable=True):
     """-> (x_tm, x_proj, x_in, w_ih_t): the input projection of all steps as one GEMM
     (x_proj, with b_ih if given), or, for small I, x and W_ih^T for the kernel to fuse."""
     x_tm = _time_major(x)  # also kept for dW_ih in backward
-    fused = _fused_input(x, w_ih)
+    fused = fusable and _fused_input(x, w_ih)
     x_proj = None if fused else _project(x_tm, w_ih, b_ih)
     x_in, w_ih_t = fused or (None, None)
     return x_tm, x_proj, x_in, w_ih_t
@@ -55,21 +60,11 @@ def _wgrad_prev(d, seq, first):
     return g
 
 
-def _input_grads(dx_proj, x_tm, p):
-    """Gradients of the hoisted input projection: weight_ih, bias_ih and dL/dx."""
-    g = _wx_grads(dx_proj, x_tm, p)
-    return g["weight_ih"], dx_proj.sum(axis=(0, 1)), g["input"]
-
-
 def _wx_grads(dx_proj, x_tm, p):
     """{"weight_ih": dL/dW_ih, "input": dL/dx (T, B, I)} from dL/d(x W_ih^T): two GEMMs."""
     T, B, G = dx_proj.shape
     dx = gemm(dx_proj.reshape(T * B, G), p["weight_ih"]).reshape(T, B, -1)
     return {"weight_ih": _wgrad(dx_proj, x_tm), "input": dx}
-
-
-def _finish(grads, dx, dstate0, dh_norms):
-    return grads, dx.transpose(1, 0, 2), dstate0, dh_norms
 
 
 # ---------------------------------------------------------------- input and outputs
@@ -88,286 +83,149 @@ def _bias_grads(db, dtype):  # (blocks, G) float64 partial sums -> (G,)
     return db.sum(axis=0).astype(dtype)
 
 
-# ---------------------------------------------------------------- elman
+# ---------------------------------------------------------------- one adapter for every cell
 
 
-def elman_forward(p, x, state0, opts):
-    k = _kernels("elman")
-    (h0,) = state0
+class _Plan(NamedTuple):
+    """What the CPU adapter reads off one cell's declaration, once at import."""
+
+    cell: object
+    fold_bias: bool  # the kernel adds bias_ih with bias_hh ("bias"), so x_proj leaves it out
+    writes_y: bool  # the kernel also writes the output batch-first ("y")
+    dout_batch_first: bool  # backward reads dout batch-first ("batch_first")
+    scratch: dict  # forward scratch when the kernel projects the input itself
+    scratch_projected: dict  # ... and when x_proj comes projected: no fused-only scratch
+
+
+def _plan(cell):
+    fw, rows = cell.forward, cell.forward.rows_args
+    projected = {k: s for k, s in fw.scratch.items() if k not in fw.fused_only}
+    return _Plan(
+        cell, "bias" in rows, "y" in rows, "batch_first" in cell.backward.rows_args,
+        fw.scratch, projected,
+    )  # fmt: skip
+
+
+def _allocate(table, dims, dtype, v):
+    for name, shape in table.items():
+        v[name] = buffers.empty(shape(dims), dtype=dtype)
+
+
+def forward(plan, p, x, state0, opts):
+    cell = plan.cell
+    fw, args = cell.forward, cell.forward.rows_args
     B, T, _ = x.shape
-    H = p["weight_hh"].shape[0]
-    dt = p["weight_hh"].dtype
-    x_tm, x_proj, x_in, w_ih_t = _input_side(x, p["weight_ih"])  # b_ih goes in with b_hh
-    h_seq = buffers.empty((T, B, H), dtype=dt)
-    y = buffers.empty((B, T, H), dtype=dt)  # batch-first copy for the caller
-    rec = buffers.empty((B, H), dtype=dt)
-    relu = opts["nonlinearity"] == "relu"
-    w_hh_t = np.ascontiguousarray(p["weight_hh"].T)
-    bias = p["bias_hh"] + p["bias_ih"]
-    blocks, blas = row_blocks(B, H, H)
-    run_blocks(
-        k.elman_forward_rows,
-        blocks,
-        blas,
-        x_proj,
-        x_in,
-        w_ih_t,
-        w_hh_t,
-        bias,
-        h0,
-        relu,
-        h_seq,
-        y,
-        rec,
+    dims = layer_dims(cell, p, B, T, state0)
+    dt = p["weight_ih"].dtype
+    v = dict(p)  # every argument by its declared name (cell_kernels.py)
+    v.update(zip(cell.initial, state0, strict=True))
+    v.update(cell.options(opts))
+    x_tm, v["x_proj"], v["x"], v["weight_ih.T"] = _input_side(
+        x, p["weight_ih"], None if plan.fold_bias else p["bias_ih"], cell.fused_input
     )
-    cache = (x_tm, h0, h_seq, relu)
-    return y, (h_seq[-1].copy(),), cache
+    for name, param in args.transposed:
+        if name not in v:  # weight_ih.T: the fused input's, or None
+            v[name] = np.ascontiguousarray(p[param].T)
+    if plan.fold_bias:
+        v["bias"] = p["bias_hh"] + p["bias_ih"]
+    _allocate(fw.buffers, dims, dt, v)
+    if plan.writes_y:
+        v["y"] = buffers.empty((B, T, dims["O"]), dtype=dt)
+    if v["x_proj"] is None:
+        _allocate(plan.scratch, dims, dt, v)
+    else:  # the kernel never touches the fused input's scratch: another stands in
+        _allocate(plan.scratch_projected, dims, dt, v)
+        for name, stand_in in fw.fused_only.items():
+            v[name] = v[stand_in]
+    blocks, blas = row_blocks(B, *cell.product(dims))
+    run_blocks(_kernel(cell.module, "forward_rows"), blocks, blas, *args.pick(v))
+    seqs = cell.pick_sequences(v)
+    y = v["y"] if plan.writes_y else seqs[0].transpose(1, 0, 2)
+    cache = dict(zip(fw.keep, fw.pick_keep(v), strict=True))
+    cache["x_tm"] = x_tm
+    return y, tuple([s[-1].copy() for s in seqs]), cache
 
 
-def elman_backward(p, cache, dout, dstate_n):
-    k = _kernels("elman")
-    x_tm, h0, h_seq, relu = cache
-    T, B, H = h_seq.shape
-    dpre = buffers.empty_like(h_seq)
-    dh = dstate_n[0].copy()  # dL/dh_t carried back through time; ends as dL/dh0
-    blocks, blas = row_blocks(B, H, H)
-    part = np.zeros((len(blocks), T), dtype=h_seq.dtype)
-    db = np.zeros((len(blocks), H))
+def backward(plan, p, cache, dout, dstate_n):
+    cell = plan.cell
+    bw, args = cell.backward, cell.backward.rows_args
+    v = dict(cache)
+    v.update(p)
+    T, B, _ = v["x_tm"].shape
+    dims = layer_dims(cell, p, B, T, dstate_n)
+    dt = p["weight_ih"].dtype
+    _allocate(bw.buffers, dims, dt, v)
+    for name, d in zip(cell.grads_out, dstate_n, strict=True):
+        v[name] = d.copy()  # dL/d(final state) in, carried back, dL/d(state0) out
+    _allocate(bw.scratch, dims, dt, v)
+    v["dout"] = buffers.contiguous(dout) if plan.dout_batch_first else _time_major(dout)
+    v["batch_first"] = True
+    blocks, blas = row_blocks(B, *cell.product_back(dims))
+    part = np.zeros((len(blocks), T), dtype=dt)  # per block: sum over rows of ||dL/dh_t||
+    sums = {name: np.zeros((len(blocks), v[name].shape[2])) for name in bw.sums}
     run_blocks(
-        k.elman_backward_rows,
+        _kernel(cell.module, "backward_rows"),
         blocks,
         blas,
-        buffers.contiguous(dout),
-        True,
-        h_seq,
-        p["weight_hh"],
-        relu,
-        dpre,
-        dh,
-        per_block=(part, db),
+        *args.pick(v),
+        per_block=(part, *sums.values()),
     )
-    g = _wx_grads(dpre, x_tm, p)
-    g["weight_hh"] = _wgrad_prev(dpre, h_seq, h0)
-    g["bias_ih"] = _bias_grads(db, h_seq.dtype)
-    g["bias_hh"] = g["bias_ih"].copy()
+    g = _gradients(cell, v, p, sums, dt)
     dx = g.pop("input")
-    return _finish(g, dx, (dh,), block_means(part, B))
+    return g, dx.transpose(1, 0, 2), cell.pick_grads_out(v), block_means(part, B)
 
 
-# ---------------------------------------------------------------- lstm
+# ---------------------------------------------------------------- weight gradients
 
 
-def lstm_forward(p, x, state0, opts):
-    k = _kernels("lstm")
-    h0, c0 = state0
-    B, T, _ = x.shape
-    G, H = p["weight_hh"].shape
-    dt = p["weight_hh"].dtype
-    x_tm, x_proj, x_in, w_ih_t = _input_side(x, p["weight_ih"])  # b_ih goes in with b_hh
-    gates = buffers.empty((T, B, G), dtype=dt)
-    c_seq = buffers.empty((T, B, H), dtype=dt)
-    h_seq = buffers.empty_like(c_seq)
-    y = buffers.empty((B, T, H), dtype=dt)
-    rec = buffers.empty((B, G), dtype=dt)
-    w_hh_t = np.ascontiguousarray(p["weight_hh"].T)
-    bias = p["bias_hh"] + p["bias_ih"]
-    blocks, blas = row_blocks(B, H, G)
-    run_blocks(
-        k.lstm_forward_rows,
-        blocks,
-        blas,
-        x_proj,
-        x_in,
-        w_ih_t,
-        w_hh_t,
-        bias,
-        h0,
-        c0,
-        gates,
-        c_seq,
-        h_seq,
-        y,
-        rec,
-    )
-    cache = (x_tm, h0, c0, gates, c_seq, h_seq)
-    return y, (h_seq[-1].copy(), c_seq[-1].copy()), cache
-
-
-def lstm_backward(p, cache, dout, dstate_n):
-    k = _kernels("lstm")
-    x_tm, h0, c0, gates, c_seq, h_seq = cache
-    T, B, G = gates.shape
-    dpre = buffers.empty_like(gates)
-    dh, dc = dstate_n[0].copy(), dstate_n[1].copy()  # carried back; end as dL/dh0, dL/dc0
-    blocks, blas = row_blocks(B, G, G // 4)
-    part = np.zeros((len(blocks), T), dtype=gates.dtype)
-    db = np.zeros((len(blocks), G))
-    run_blocks(
-        k.lstm_backward_rows,
-        blocks,
-        blas,
-        buffers.contiguous(dout),
-        True,
-        gates,
-        c_seq,
-        c0,
-        p["weight_hh"],
-        dpre,
-        dh,
-        dc,
-        per_block=(part, db),
-    )
-    g = _wx_grads(dpre, x_tm, p)
-    g["weight_hh"] = _wgrad_prev(dpre, h_seq, h0)
-    g["bias_ih"] = _bias_grads(db, gates.dtype)
-    g["bias_hh"] = g["bias_ih"].copy()
-    dx = g.pop("input")
-    return _finish(g, dx, (dh, dc), block_means(part, B))
-
-
-# ---------------------------------------------------------------- gru
-
-
-def gru_forward(p, x, state0, opts):
-    k = _kernels("gru")
-    (h0,) = state0
-    B, T, _ = x.shape
-    G, H = p["weight_hh"].shape
-    dt = p["weight_hh"].dtype
-    # b_ih goes with the input: the reset gate multiplies only W_hn h + b_hn
-    x_tm, x_proj, x_in, w_ih_t = _input_side(x, p["weight_ih"], p["bias_ih"])
-    gates = buffers.empty((T, B, 4 * H), dtype=dt)
-    h_seq = buffers.empty((T, B, H), dtype=dt)
-    y = buffers.empty((B, T, H), dtype=dt)
-    rec = buffers.empty((B, G), dtype=dt)
-    xrec = buffers.empty((B, G), dtype=dt) if x_proj is None else rec
-    w_hh_t = np.ascontiguousarray(p["weight_hh"].T)
-    blocks, blas = row_blocks(B, H, G)
-    run_blocks(
-        k.gru_forward_rows,
-        blocks,
-        blas,
-        x_proj,
-        x_in,
-        w_ih_t,
-        p["bias_ih"],
-        w_hh_t,
-        p["bias_hh"],
-        h0,
-        gates,
-        h_seq,
-        y,
-        rec,
-        xrec,
-    )
-    cache = (x_tm, h0, gates, h_seq)
-    return y, (h_seq[-1].copy(),), cache
-
-
-def gru_backward(p, cache, dout, dstate_n):
-    k = _kernels("gru")
-    x_tm, h0, gates, h_seq = cache
-    T, B, H = h_seq.shape
-    dx_proj = buffers.empty((T, B, 3 * H), dtype=h_seq.dtype)
-    dh_proj = buffers.empty_like(dx_proj)
-    dh = dstate_n[0].copy()  # dL/dh_t carried back through time; ends as dL/dh0
-    direct = buffers.empty((B, H), dtype=h_seq.dtype)
-    blocks, blas = row_blocks(B, 3 * H, H)
-    part = np.zeros((len(blocks), T), dtype=h_seq.dtype)
-    db_ih, db_hh = np.zeros((len(blocks), 3 * H)), np.zeros((len(blocks), 3 * H))
-    run_blocks(
-        k.gru_backward_rows,
-        blocks,
-        blas,
-        buffers.contiguous(dout),
-        True,
-        gates,
-        h_seq,
-        h0,
-        p["weight_hh"],
-        dx_proj,
-        dh_proj,
-        dh,
-        direct,
-        per_block=(part, db_ih, db_hh),
-    )
-    g = _wx_grads(dx_proj, x_tm, p)
-    g["weight_hh"] = _wgrad_prev(dh_proj, h_seq, h0)
-    g["bias_ih"] = _bias_grads(db_ih, h_seq.dtype)
-    g["bias_hh"] = _bias_grads(db_hh, h_seq.dtype)
-    dx = g.pop("input")
-    return _finish(g, dx, (dh,), block_means(part, B))
-
-
-# ---------------------------------------------------------------- jordan
-
-
-def jordan_forward(p, x, state0, opts):
-    k = _kernels("jordan")
-    x_tm = _time_major(x)
-    (y0,) = state0
-    x_proj = _project(x_tm, p["weight_ih"], p["bias_ih"])
-    T, B, H = x_proj.shape
-    O = y0.shape[1]
-    h_seq = buffers.empty_like(x_proj)
-    y_seq = buffers.empty((T, B, O), dtype=x_proj.dtype)
-    rec = buffers.empty((B, H), dtype=x_proj.dtype)
-    w_yh_t = np.ascontiguousarray(p["weight_yh"].T)
-    w_hy_t = np.ascontiguousarray(p["weight_hy"].T)
-    blocks, blas = row_blocks(B, O, H)  # both per-step products have O * H terms per row
-    run_blocks(
-        k.jordan_forward_rows,
-        blocks,
-        blas,
-        x_proj,
-        w_yh_t,
-        w_hy_t,
-        p["bias_hy"],
-        y0,
-        h_seq,
-        y_seq,
-        rec,
-    )
-    cache = (x_tm, y0, h_seq, y_seq)
-    return y_seq.transpose(1, 0, 2), (y_seq[-1].copy(),), cache
-
-
-def jordan_backward(p, cache, dout, dstate_n):
-    k = _kernels("jordan")
-    x_tm, y0, h_seq, y_seq = cache
-    T, B, H = h_seq.shape
-    O = y0.shape[1]
-    dy_tot = buffers.empty_like(y_seq)
-    dpre = buffers.empty_like(h_seq)
-    dy = dstate_n[0].copy()  # dL/dy_t carried back through time; ends as dL/dy0
-    dh = buffers.empty((B, H), dtype=h_seq.dtype)
-    blocks, blas = row_blocks(B, O, H)
-    part = np.zeros((len(blocks), T), dtype=h_seq.dtype)
-    run_blocks(
-        k.jordan_backward_rows,
-        blocks,
-        blas,
-        _time_major(dout),
-        h_seq,
-        p["weight_yh"],
-        p["weight_hy"],
-        dy_tot,
-        dpre,
-        dy,
-        dh,
-        per_block=(part,),
-    )
+def _gradients(cell, v, p, sums, dtype):
     g = {}
-    g["weight_ih"], g["bias_ih"], dx = _input_grads(dpre, x_tm, p)
-    g["weight_yh"] = _wgrad_prev(dpre, y_seq, y0)
-    g["weight_hy"] = _wgrad(dy_tot, h_seq)
-    g["bias_hy"] = dy_tot.sum(axis=(0, 1))
-    return _finish(g, dx, (dy,), block_means(part, B))
+    colsum = _column_sums(v, sums, dtype)
+    for term in cell.gradients:
+        _TERMS[term.kind](g, term, v, p, colsum)
+    return g
 
+
+def _column_sums(v, sums, dtype):
+    """name -> column sums of buffer v[name]: from the kernel's per-block float64 partial sums
+    where it kept them, else by numpy; a second request for one buffer gets a copy."""
+    done = {}
+
+    def colsum(name):
+        if name in done:
+            return done[name].copy()
+        s = _bias_grads(sums[name], dtype) if name in sums else v[name].sum(axis=(0, 1))
+        done[name] = s
+        return s
+
+    return colsum
+
+
+def _input_term(g, term, v, p, colsum):
+    g.update(_wx_grads(v[term.d], v["x_tm"], p))
+    g["bias_ih"] = colsum(term.d)
+
+
+def _after_state_term(g, term, v, p, colsum):
+    g[term.name] = _wgrad_prev(v[term.d], v[term.seq], v[term.first])
+
+
+def _same_step_term(g, term, v, p, colsum):
+    g[term.name] = _wgrad(v[term.d], v[term.seq])
+
+
+def _column_sums_term(g, term, v, p, colsum):
+    g[term.name] = colsum(term.d)
+
+
+_TERMS = {
+    "input": _input_term,
+    "after_state": _after_state_term,
+    "same_step": _same_step_term,
+    "column_sums": _column_sums_term,
+}
 
 LAYERS = {
-    "elman": (elman_forward, elman_backward),
-    "jordan": (jordan_forward, jordan_backward),
-    "lstm": (lstm_forward, lstm_backward),
-    "gru": (gru_forward, gru_backward),
+    name: (functools.partial(forward, plan), functools.partial(backward, plan))
+    for name, plan in ((name, _plan(cell)) for name, cell in CELLS.items())
 }
