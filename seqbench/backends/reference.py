@@ -22,8 +22,10 @@ def _norms(d):  # (B, H) -> mean over B of ||d_b||
     return np.sqrt((d * d).sum(axis=1)).mean()
 
 
-def _zeros_like_params(p):
-    return {k: np.zeros_like(v) for k, v in p.items()}
+def _backward_buffers(p, x):
+    """Zeroed (grads like p, dx like x (B, T, I), dh norms (T,)): what every backward fills."""
+    grads = {k: np.zeros_like(v) for k, v in p.items()}
+    return grads, np.zeros_like(x), np.zeros(x.shape[1], dtype=x.dtype)
 
 
 # ---------------------------------------------------------------- elman
@@ -43,10 +45,8 @@ def elman_forward(p, x, state0, opts):
 
 def elman_backward(p, cache, dout, dstate_n):
     x, h0, y, relu = cache
-    g = _zeros_like_params(p)
-    dx = np.zeros_like(x)
+    g, dx, norms = _backward_buffers(p, x)
     T = x.shape[1]
-    norms = np.zeros(T, dtype=x.dtype)
     dh = dstate_n[0].copy()
     for t in reversed(range(T)):
         dh = dh + dout[:, t]
@@ -89,10 +89,8 @@ def lstm_forward(p, x, state0, opts):
 
 def lstm_backward(p, cache, dout, dstate_n):
     x, (h0, c0), y, cs, gs = cache
-    g_ = _zeros_like_params(p)
-    dx = np.zeros_like(x)
+    g_, dx, norms = _backward_buffers(p, x)
     T = x.shape[1]
-    norms = np.zeros(T, dtype=x.dtype)
     dh, dc = dstate_n[0].copy(), dstate_n[1].copy()
     for t in reversed(range(T)):
         dh = dh + dout[:, t]
@@ -141,10 +139,8 @@ def gru_forward(p, x, state0, opts):
 
 def gru_backward(p, cache, dout, dstate_n):
     x, h0, y, saved = cache
-    g = _zeros_like_params(p)
-    dx = np.zeros_like(x)
+    g, dx, norms = _backward_buffers(p, x)
     T = x.shape[1]
-    norms = np.zeros(T, dtype=x.dtype)
     dh = dstate_n[0].copy()
     for t in reversed(range(T)):
         dh = dh + dout[:, t]
@@ -182,10 +178,8 @@ def jordan_forward(p, x, state0, opts):
 
 def jordan_backward(p, cache, dout, dstate_n):
     x, y0, y, hs = cache
-    g = _zeros_like_params(p)
-    dx = np.zeros_like(x)
+    g, dx, norms = _backward_buffers(p, x)
     T = x.shape[1]
-    norms = np.zeros(T, dtype=x.dtype)
     dy = dstate_n[0].copy()
     for t in reversed(range(T)):
         dy = dy + dout[:, t]

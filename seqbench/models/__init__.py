@@ -9,10 +9,11 @@ from functools import partial
 from ..backends import check_backend, layer_functions, reservoir_functions
 from ..errors import ConfigError
 from .cells import CELLS, check_size
-from .recurrent import DTYPES, Gradients, RecurrentModel, Tape
+from .recurrent import DTYPES, Gradients, RecurrentModel, Tape, check_dtype
 
 __all__ = [
     "CELLS",
+    "DTYPES",
     "MODELS",
     "ModelKind",
     "build_model",
@@ -39,11 +40,18 @@ def _build_recurrent(
 def _build_esn(
     cell, input_size, hidden_size, num_layers, bidirectional, dtype, backend, seed, options
 ):
-    if num_layers != 1 or bidirectional:
-        raise ConfigError("esn is a single reservoir: use num_layers=1 and bidirectional=False")
     from .esn import build_esn
 
-    return build_esn(input_size, hidden_size, dtype=dtype, backend=backend, seed=seed, **options)
+    return build_esn(
+        input_size,
+        hidden_size,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        dtype=dtype,
+        backend=backend,
+        seed=seed,
+        **options,
+    )
 
 
 @dataclass(frozen=True)
@@ -106,9 +114,7 @@ def build_model(
     num_layers = check_size("num_layers", num_layers)
     if not isinstance(bidirectional, bool):
         raise ConfigError(f"bidirectional must be True or False, got {bidirectional!r}")
-    dtype = getattr(dtype, "__name__", str(dtype))
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype {dtype!r} is not supported; use float32 or float64")
+    dtype = check_dtype(dtype)
     check_backend(backend)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")

@@ -27,7 +27,7 @@ from scipy.sparse.linalg import ArpackNoConvergence, eigs
 from ..backends import BACKENDS, reservoir_functions
 from ..errors import ConfigError
 from .cells import check_size
-from .recurrent import DTYPES, Tape
+from .recurrent import DTYPES, Tape, check_dtype
 
 DISTRIBUTIONS = ("normal", "uniform")
 ACTIVATIONS = ("tanh", "identity")
@@ -418,10 +418,8 @@ def build_esn(
     input_size = check_size("input_size", input_size)
     hidden_size = check_size("hidden_size", hidden_size)
     if num_layers != 1 or bidirectional not in (False,):
-        raise ConfigError("the esn model has one reservoir: num_layers=1, bidirectional=False")
-    dtype = getattr(dtype, "__name__", str(dtype))
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype {dtype!r} is not supported; use float32 or float64")
+        raise ConfigError("esn is a single reservoir: use num_layers=1 and bidirectional=False")
+    dtype = check_dtype(dtype)
     _check_choice("backend", backend, tuple(BACKENDS))
     reservoir_functions(backend).check()  # e.g. cuda without a GPU: fail before building W
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:

@@ -18,6 +18,14 @@ from .cells import CellSpec
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
+def check_dtype(dtype) -> str:
+    """The dtype's name ("float32" or "float64"), from a name or a NumPy type."""
+    dtype = getattr(dtype, "__name__", str(dtype))
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype {dtype!r} is not supported; use float32 or float64")
+    return dtype
+
+
 @dataclass
 class Tape:
     """What backward needs, plus the final states (torch's h_n and, for LSTM, c_n)."""
