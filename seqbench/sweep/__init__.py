@@ -39,12 +39,11 @@ its timing log), progress (the display) and cli (``seqbench sweep``).
 from .cli import add_arguments, main
 from .executors import Event, install_files, local_dask_client, run_dask, run_local
 from .orchestrate import SweepReport, sweep, timing_summary
-from .plan import GATES, Plan, estimated_cost, plan
+from .plan import Plan, estimated_cost, plan
 from .suite import Suite, load_suite, resolve_suite_path
 from .workers import THREAD_VARIABLES, limit_threads, run_in_worker, run_on_dask
 
 __all__ = [
-    "GATES",
     "THREAD_VARIABLES",
     "Event",
     "Plan",

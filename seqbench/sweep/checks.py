@@ -127,12 +127,12 @@ def _check_value(source, line, where, key, value) -> None:
 
 def check_models(source: SuiteSource, doc: dict, configs, origins: dict) -> None:
     """Build each distinct model once at a tiny size: bad model_options fail here, not mid-sweep."""
-    from ..models import build_model
+    from ..models import MODELS, build_model
     from ..results import run_id
 
     checked = set()
     for cfg in configs:
-        opts = {"init": cfg.init, **cfg.model_options} if cfg.model != "esn" else cfg.model_options
+        opts = MODELS[cfg.model].options_for(cfg)
         key = (cfg.model, cfg.num_layers, cfg.bidirectional, json.dumps(opts, sort_keys=True))
         if key in checked:
             continue

@@ -29,13 +29,13 @@ def plan(suite: Suite, out) -> Plan:
     return Plan(suite, Path(out), todo, done)
 
 
-GATES = {"elman": 1, "jordan": 1, "lstm": 4, "gru": 3, "esn": 1}
-
-
 def estimated_cost(cfg) -> float:
     """Multiply-adds of a full run, roughly: steps x batch x T x gates x H^2 x layers x dirs."""
+    from ..models import MODELS
+
     h = cfg.hidden_size
-    gates = GATES.get(cfg.model, 2)
-    return float(cfg.steps * cfg.batch_size * (cfg.seq_len or 100) * gates * h * h) * (
+    gates = MODELS[cfg.model].gates
+    steps = cfg.steps or 1  # a fitted model's steps (None) are the fit's own: one pass
+    return float(steps * cfg.batch_size * (cfg.seq_len or 100) * gates * h * h) * (
         cfg.num_layers * (2 if cfg.bidirectional else 1)
     )
