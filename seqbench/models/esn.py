@@ -375,12 +375,6 @@ class EchoStateNetwork:
         """States (and free-run outputs) for the input x (B, T, K) through w_in_t (K, N)."""
         return self._reservoir.run(self.backend_state, x, w_in_t, s0, free)
 
-    def _run_numba(self, inputs, states, s0, free):
-        """The CPU kernels alone, for suites/asv/bench_esn.py (see numba_esn.run_kernels)."""
-        from ..backends.numba_esn import run_kernels
-
-        return run_kernels(self.backend_state, inputs, states, s0, free)
-
 
 # ------------------------------------------------------------------ the builder
 
