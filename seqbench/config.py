@@ -67,6 +67,11 @@ class RunConfig:
         return cls(**d).validated()
 
     def validated(self) -> RunConfig:
+        """This config checked, with its defaults filled in (seq_len, steps, clip's canonical
+        form). A config that came out of here is returned as it is: a run is checked once on
+        its way in (CLI, suite file or ``train.run``), not again at every layer it passes."""
+        if self.__dict__.get("_validated"):
+            return self
         from .backends import check_backend
         from .models import DTYPES, MODELS
         from .optim import OPTIMIZERS
@@ -114,7 +119,9 @@ class RunConfig:
             from .tasks import _task_class
 
             seq_len = _task_class(self.task).default_seq_len
-        return _replace(self, clip=clip, lr=float(self.lr), seq_len=seq_len, steps=steps)
+        out = _replace(self, clip=clip, lr=float(self.lr), seq_len=seq_len, steps=steps)
+        object.__setattr__(out, "_validated", True)  # not a field: no part of ==, asdict, ids
+        return out
 
 
 def _replace(cfg, **changes):

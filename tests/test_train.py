@@ -125,3 +125,30 @@ def test_telemetry_columns():
 def test_bad_config(change, match):
     with pytest.raises(ConfigError, match=match):
         RunConfig(**{**TINY, **change}).validated()
+
+
+def test_a_run_is_validated_once_on_its_way_in(monkeypatch, tmp_path):
+    """A validated config passes run_and_save, run and the model's construction without being
+    checked again; a changed copy is checked afresh; the mark changes no identity."""
+    import dataclasses
+
+    import seqbench.config as config_module
+    import seqbench.models as models_module
+    from seqbench.results import run_id
+
+    cfg = RunConfig(task="adding", model="gru", **TINY).validated()
+    assert cfg.validated() is cfg
+    fresh = dataclasses.replace(cfg)
+    assert fresh == cfg and run_id(fresh.identity()) == run_id(cfg.identity())
+    assert fresh.validated() is not fresh  # a copy made after validation is checked again
+
+    def checked_again(*args, **kwargs):
+        raise AssertionError("validated twice")
+
+    monkeypatch.setattr(config_module, "_choice", checked_again)
+    monkeypatch.setattr(models_module, "check_backend", checked_again)
+    monkeypatch.setattr(models_module, "check_size", checked_again)
+    record = run_and_save(cfg, tmp_path)
+    assert record["steps_run"] == TINY["steps"] and record["model"] == "gru"
+    with pytest.raises(AssertionError, match="validated twice"):
+        fresh.validated()

@@ -124,15 +124,20 @@ def build_model(
 
 
 def build_for_run(cfg, input_size: int):
-    """The model a validated RunConfig describes, for a task of ``input_size`` features."""
+    """The model a validated RunConfig describes, for a task of ``input_size`` features.
+
+    RunConfig.validated already checked the sizes, dtype, backend and seed, so this goes to
+    the model's constructor directly; model options are checked there, once."""
     kind = MODELS[cfg.model]
-    return build_model(
+    structure = {"num_layers": 1, "bidirectional": False, **kind.structure_for(cfg)}
+    return kind.build(
         cfg.model,
         input_size,
         cfg.hidden_size,
-        **kind.structure_for(cfg),
-        dtype=cfg.dtype,
-        backend=cfg.backend,
-        seed=cfg.seed,
-        **kind.options_for(cfg),
+        structure["num_layers"],
+        structure["bidirectional"],
+        cfg.dtype,
+        cfg.backend,
+        cfg.seed,
+        kind.options_for(cfg),
     )
