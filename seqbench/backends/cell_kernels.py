@@ -87,9 +87,9 @@ class ArgList:
     def __init__(self, names: str):
         self.names = tuple(names.split())
         self.pick = picker(self.names)  # {name: value} -> the arguments
-        self.parameters = tuple(n for n in self.names if _is_parameter(n))
         # ("weight_hh.T", "weight_hh"): transposes, made only where the kernel takes them
         self.transposed = tuple((n, n[:-2]) for n in self.names if n.endswith(".T"))
+        self.parameters = tuple(n for n in self.names if _is_parameter(n) and n[-2:] != ".T")
 
     def __contains__(self, name):
         return name in self.names

@@ -1,6 +1,7 @@
 """CUDA backend: one layer, one direction, over the kernels in seqbench.kernels.cuda.
 
-Same layer contract as ``numba_cpu`` (batch-first host arrays in and out). The input
+Same layer contract as ``numba_cpu`` (batch-first host arrays in and out), and one forward
+and one backward for every cell, reading the cell's declaration in cell_kernels.py. The input
 projection, the recurrence, the weight gradients and dL/dx all run on the device; the tape
 (``cache``) holds device arrays, so backward starts where forward left off.
 
@@ -27,6 +28,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import ConfigError
+from .cell_kernels import CELLS, layer_dims
 
 # ---------------------------------------------------------------- is there a GPU?
 
@@ -74,8 +76,9 @@ def _cuda():
     return cuda
 
 
-def _kernels(cell: str):
-    return importlib.import_module(f"seqbench.kernels.cuda.{cell}")
+@functools.cache
+def _kernel(module: str, name: str):  # ("lstm", "forward") -> lstm_forward
+    return getattr(importlib.import_module(f"seqbench.kernels.cuda.{module}"), f"{module}_{name}")
 
 
 def _common():
@@ -182,183 +185,87 @@ def _outputs(seq_d):  # device (T, B, F) -> host y (B, T, F) and the last step (
     return seq.transpose(1, 0, 2), seq[-1].copy()
 
 
-# ---------------------------------------------------------------- elman
+# ---------------------------------------------------------------- one adapter for every cell
 
 
-def elman_forward(p, x, state0, opts):
+def _allocate(table, dims, dtype, v):
+    for name, shape in table.items():
+        v[name] = _empty(shape(dims), dtype)
+
+
+def _parameters(args, p, v):  # the device copies the kernel takes, by declared name
+    for name in args.parameters:
+        v[name] = weights(p[name])
+    for name, param in args.transposed:
+        v[name] = weights(p[param], True)
+
+
+def forward(cell, p, x, state0, opts):
     require_gpu()
+    fw = cell.forward
     x_d = _up_time_major(x)
-    h0 = _up(state0[0])
-    x_proj = _project(x_d, p)
-    h_seq = _empty(x_proj.shape, x_proj.dtype)
-    relu = opts["nonlinearity"] == "relu"
-    _kernels("elman").elman_forward(
-        x_proj, weights(p["weight_hh"], True), weights(p["bias_hh"]), h0, relu, h_seq
-    )
-    y, h_n = _outputs(h_seq)
-    return y, (h_n,), (x_d, h0, h_seq, relu)
+    v = {name: _up(s) for name, s in zip(cell.initial, state0, strict=True)}
+    v.update(cell.options(opts))
+    x_proj = v["x_proj"] = _project(x_d, p)
+    T, B, _ = x_proj.shape
+    _parameters(fw.args, p, v)
+    _allocate(fw.buffers, layer_dims(cell, p, B, T, state0), x_proj.dtype, v)
+    _kernel(cell.module, "forward")(*fw.args.pick(v))
+    first, *others = cell.pick_sequences(v)
+    y, state_n = _outputs(first)
+    cache = dict(zip(fw.keep, fw.pick_keep(v), strict=True))
+    cache["x_d"] = x_d
+    return y, (state_n, *(s[T - 1].copy_to_host() for s in others)), cache
 
 
-def elman_backward(p, cache, dout, dstate_n):
-    x_d, h0, h_seq, relu = cache
-    T, B, H = h_seq.shape
-    dpre, dh0 = _empty(h_seq.shape, h_seq.dtype), _empty((B, H), h_seq.dtype)
-    dh_norms = _empty((T,), h_seq.dtype)
-    _kernels("elman").elman_backward(
-        _up_time_major(dout),
-        _up(dstate_n[0]),
-        h_seq,
-        weights(p["weight_hh"]),
-        relu,
-        dpre,
-        dh0,
-        dh_norms,
-    )
+def backward(cell, p, cache, dout, dstate_n):
+    bw = cell.backward
+    v = dict(cache)
+    T, B, _ = v["x_d"].shape
+    dt = p["weight_ih"].dtype
+    _allocate(bw.buffers, layer_dims(cell, p, B, T, dstate_n), dt, v)
+    for name_in, name_out, d in zip(cell.grads_in, cell.grads_out, dstate_n, strict=True):
+        v[name_in], v[name_out] = _up(d), _empty(d.shape, dt)
+    v["dh_norms"] = _empty((T,), dt)
+    v["dout"] = _up_time_major(dout)
+    _parameters(bw.args, p, v)
+    _kernel(cell.module, "backward")(*bw.args.pick(v))
     g = {}
-    g["weight_ih"], g["bias_ih"], dx = _input_grads(dpre, x_d, p)
-    g["weight_hh"], g["bias_hh"] = _prev_wgrad(dpre, h_seq, h0), _colsum(dpre)
-    return _down(g, dx, (dh0,), dh_norms)
+    for term in cell.gradients:
+        _TERMS[term.kind](g, term, v, p)
+    dx = g.pop("input")
+    return _down(g, dx, tuple(v[name] for name in cell.grads_out), v["dh_norms"])
 
 
-# ---------------------------------------------------------------- lstm
+def _input_term(g, term, v, p):
+    g["weight_ih"], g["bias_ih"], g["input"] = _input_grads(v[term.d], v["x_d"], p)
 
 
-def lstm_forward(p, x, state0, opts):
-    require_gpu()
-    x_d = _up_time_major(x)
-    h0, c0 = _up(state0[0]), _up(state0[1])
-    x_proj = _project(x_d, p)
-    T, B, G = x_proj.shape
-    gates = _empty(x_proj.shape, x_proj.dtype)
-    c_seq, h_seq = _empty((T, B, G // 4), x_proj.dtype), _empty((T, B, G // 4), x_proj.dtype)
-    _kernels("lstm").lstm_forward(
-        x_proj, weights(p["weight_hh"], True), weights(p["bias_hh"]), h0, c0, gates, c_seq, h_seq
-    )
-    y, h_n = _outputs(h_seq)
-    return y, (h_n, c_seq[T - 1].copy_to_host()), (x_d, h0, c0, gates, c_seq, h_seq)
+def _after_state_term(g, term, v, p):
+    g[term.name] = _prev_wgrad(v[term.d], v[term.seq], v[term.first])
 
 
-def lstm_backward(p, cache, dout, dstate_n):
-    x_d, h0, c0, gates, c_seq, h_seq = cache
-    T, B, H = h_seq.shape
-    dpre = _empty(gates.shape, gates.dtype)
-    dh0, dc0 = _empty((B, H), gates.dtype), _empty((B, H), gates.dtype)
-    dh_norms = _empty((T,), gates.dtype)
-    _kernels("lstm").lstm_backward(
-        _up_time_major(dout),
-        _up(dstate_n[0]),
-        _up(dstate_n[1]),
-        gates,
-        c_seq,
-        c0,
-        weights(p["weight_hh"]),
-        dpre,
-        dh0,
-        dc0,
-        dh_norms,
-    )
-    g = {}
-    g["weight_ih"], g["bias_ih"], dx = _input_grads(dpre, x_d, p)
-    g["weight_hh"], g["bias_hh"] = _prev_wgrad(dpre, h_seq, h0), _colsum(dpre)
-    return _down(g, dx, (dh0, dc0), dh_norms)
+def _same_step_term(g, term, v, p):
+    g[term.name] = _wgrad(v[term.d], v[term.seq])
 
 
-# ---------------------------------------------------------------- gru
+def _column_sums_term(g, term, v, p):
+    g[term.name] = _colsum(v[term.d])
 
 
-def gru_forward(p, x, state0, opts):
-    require_gpu()
-    x_d = _up_time_major(x)
-    h0 = _up(state0[0])
-    x_proj = _project(x_d, p)
-    T, B, G = x_proj.shape
-    H = G // 3
-    gates = _empty((T, B, 4 * H), x_proj.dtype)
-    h_seq = _empty((T, B, H), x_proj.dtype)
-    _kernels("gru").gru_forward(
-        x_proj, weights(p["weight_hh"], True), weights(p["bias_hh"]), h0, gates, h_seq
-    )
-    y, h_n = _outputs(h_seq)
-    return y, (h_n,), (x_d, h0, gates, h_seq)
-
-
-def gru_backward(p, cache, dout, dstate_n):
-    x_d, h0, gates, h_seq = cache
-    T, B, H = h_seq.shape
-    dx_proj, dh_proj = _empty((T, B, 3 * H), h_seq.dtype), _empty((T, B, 3 * H), h_seq.dtype)
-    dh0, dh_norms = _empty((B, H), h_seq.dtype), _empty((T,), h_seq.dtype)
-    _kernels("gru").gru_backward(
-        _up_time_major(dout),
-        _up(dstate_n[0]),
-        gates,
-        h_seq,
-        h0,
-        weights(p["weight_hh"]),
-        dx_proj,
-        dh_proj,
-        dh0,
-        dh_norms,
-    )
-    g = {}
-    g["weight_ih"], g["bias_ih"], dx = _input_grads(dx_proj, x_d, p)
-    g["weight_hh"], g["bias_hh"] = _prev_wgrad(dh_proj, h_seq, h0), _colsum(dh_proj)
-    return _down(g, dx, (dh0,), dh_norms)
-
-
-# ---------------------------------------------------------------- jordan
-
-
-def jordan_forward(p, x, state0, opts):
-    require_gpu()
-    x_d = _up_time_major(x)
-    y0 = _up(state0[0])
-    x_proj = _project(x_d, p)
-    T, B, H = x_proj.shape
-    h_seq = _empty((T, B, H), x_proj.dtype)
-    y_seq = _empty((T, B, y0.shape[1]), x_proj.dtype)
-    _kernels("jordan").jordan_forward(
-        x_proj,
-        weights(p["weight_yh"], True),
-        weights(p["weight_hy"], True),
-        weights(p["bias_hy"]),
-        y0,
-        h_seq,
-        y_seq,
-    )
-    y, y_n = _outputs(y_seq)
-    return y, (y_n,), (x_d, y0, h_seq, y_seq)
-
-
-def jordan_backward(p, cache, dout, dstate_n):
-    x_d, y0, h_seq, y_seq = cache
-    T, B, H = h_seq.shape
-    dy_tot, dpre = _empty(y_seq.shape, y_seq.dtype), _empty(h_seq.shape, h_seq.dtype)
-    dy0, dh_norms = _empty(y0.shape, y0.dtype), _empty((T,), h_seq.dtype)
-    _kernels("jordan").jordan_backward(
-        _up_time_major(dout),
-        _up(dstate_n[0]),
-        h_seq,
-        weights(p["weight_yh"]),
-        weights(p["weight_hy"]),
-        dy_tot,
-        dpre,
-        dy0,
-        dh_norms,
-    )
-    g = {}
-    g["weight_ih"], g["bias_ih"], dx = _input_grads(dpre, x_d, p)
-    g["weight_yh"] = _prev_wgrad(dpre, y_seq, y0)
-    g["weight_hy"], g["bias_hy"] = _wgrad(dy_tot, h_seq), _colsum(dy_tot)
-    return _down(g, dx, (dy0,), dh_norms)
+_TERMS = {
+    "input": _input_term,
+    "after_state": _after_state_term,
+    "same_step": _same_step_term,
+    "column_sums": _column_sums_term,
+}
 
 
 # ---------------------------------------------------------------- registry
 
 _FUNCTIONS = {
-    "elman": (elman_forward, elman_backward),
-    "jordan": (jordan_forward, jordan_backward),
-    "lstm": (lstm_forward, lstm_backward),
-    "gru": (gru_forward, gru_backward),
+    name: (functools.partial(forward, cell), functools.partial(backward, cell))
+    for name, cell in CELLS.items()
 }
 
 
