@@ -1,21 +1,38 @@
 """Elman cell (torch.nn.RNN), CPU. h_t = act(x_proj_t + h_{t-1} W_hh^T + b_hh), act tanh or relu.
 
-Shapes (time-major inside the kernel):
-    x_proj:   [T, B, H]  W_ih x_t + b_ih for all steps, computed once by one GEMM
-    w_hh_t:   [H, H]     recurrent weights transposed from torch's [H, H] (forward)
-    w_hh:     [H, H]     recurrent weights in torch's layout (backward)
-    b_hh:     [H]
+The contract (what seqbench.backends.numba_cpu calls): the recurrence for batch rows
+[lo, hi) only, one block per thread (_common.py); ``blas``: the per-step product of the
+block goes to BLAS (cpu_runtime arranges BLAS on the calling thread).
+
+    elman_forward_rows(x_proj, x, w_ih_t, w_hh_t, bias, h0, use_relu, h_seq, y, rec,
+                       lo, hi, blas)
+    x_proj:   [T, B, H]  W_ih x_t for all steps, one GEMM; or None, and then
+    x:        [B, T, I]  the input, batch-first, projected here step by step with
+    w_ih_t:   [I, H]     W_ih^T (for small I: saves writing and reading back x_proj)
+    w_hh_t:   [H, H]     recurrent weights transposed from torch's [H, H]
+    bias:     [H]        b_ih + b_hh
     h0:       [B, H]     initial state
     h_seq:    [T, B, H]  hidden states, the layer's output; backward reads them as saved
-    dh_out:   [T, B, H]  dL/dh_t arriving from the layer's consumers
-    dh_last:  [B, H]     dL/dh_T arriving from the final state
-    dpre:     [T, B, H]  dL/d(pre-activation); equals dL/dx_proj and dL/d(h W_hh^T + b_hh)
-    dh0:      [B, H]     dL/dh0
-    dh_norms: [T]        ||dL/dh_t|| (total, through time), L2 over H, mean over B
+    y:        [B, T, H]  a batch-first copy of h_seq to fill, or None
+    rec:      [B, H]     scratch: h_{t-1} W_hh^T (+ the fused input)
 
-``elman_forward_rows`` / ``elman_backward_rows`` run the same recurrence for batch rows
-[lo, hi) only, one block per thread (see _common.py); per row the pointwise math is a flat
-loop LLVM vectorises (float32 tanh: kernels/_math.py).
+    elman_backward_rows(dh_out, dout_bt, h_seq, w_hh, use_relu, dpre, dh, norms, db,
+                        lo, hi, blas)
+    dh_out:   [T, B, H]  dL/dh_t arriving from the layer's consumers; [B, T, H] when dout_bt
+    w_hh:     [H, H]     recurrent weights in torch's layout
+    dpre:     [T, B, H]  dL/d(pre-activation); equals dL/dx_proj and dL/d(h W_hh^T + b_hh)
+    dh:       [B, H]     dL/dh_T in (from the final state), dL/dh0 out
+    norms:    [T]        each row's ||dL/dh_t|| (L2 over H, through time) added to norms[t]:
+                         the block's partial sum; the caller sums the blocks and divides by B
+    db:       [H]        float64, the column sums of the block's dpre rows added to it (the
+                         bias gradient's partial sum), or None
+
+``elman_forward(x_proj, w_hh_t, b_hh, h0, use_relu, h_seq)`` and ``elman_backward(dh_out,
+dh_last, h_seq, w_hh, use_relu, dpre, dh0, dh_norms)`` wrap the pair for the whole batch on
+the calling thread (x_proj includes b_ih; dh_last in, dh0 out, dh_norms [T] the mean over
+B): the tests' entry points and the oracle of kernels/cuda/elman.py, which takes the same
+arguments. Per row the pointwise math is a flat loop LLVM vectorises (float32 tanh:
+kernels/_math.py).
 """
 
 from math import sqrt
@@ -52,12 +69,7 @@ def elman_forward(x_proj, w_hh_t, b_hh, h0, use_relu, h_seq):
 
 @njit(cache=config.CACHE, **_JIT)
 def elman_forward_rows(x_proj, x, w_ih_t, w_hh_t, bias, h0, use_relu, h_seq, y, rec, lo, hi, blas):
-    """elman_forward for batch rows [lo, hi).
-
-    The input comes either as x_proj (T, B, H), projected beforehand, or (x_proj None) as
-    x (B, T, I) batch-first, projected here step by step with w_ih_t (I, H). bias: (H,), all
-    biases. y: (B, T, H), a batch-first copy of h_seq to fill, or None. rec: (B, H) scratch.
-    """
+    """elman_forward for batch rows [lo, hi) (arguments: the module docstring)."""
     w_hh_p = packed(w_hh_t, hi - lo)  # the tiles' panels, once for all steps
     for t in range(h_seq.shape[0]):
         h_prev = h0 if t == 0 else at(h_seq, t - 1)
@@ -98,12 +110,7 @@ def elman_backward(dh_out, dh_last, h_seq, w_hh, use_relu, dpre, dh0, dh_norms):
 
 @njit(cache=config.CACHE, **_JIT)
 def elman_backward_rows(dh_out, dout_bt, h_seq, w_hh, use_relu, dpre, dh, norms, db, lo, hi, blas):
-    """elman_backward for batch rows [lo, hi).
-
-    dh_out: (T, B, H), or (B, T, H) batch-first when dout_bt. dh: (B, H), dL/dh_T in, dL/dh0
-    out. norms: (T,), each row's ||dL/dh_t|| added to norms[t]. db: (H,) float64, the sum of
-    the dpre rows added to it (the bias gradient), or None.
-    """
+    """elman_backward for batch rows [lo, hi) (arguments: the module docstring)."""
     w_hh_p = packed(w_hh, hi - lo)  # the tiles' panels, once for all steps
     for t in range(h_seq.shape[0] - 1, -1, -1):
         s = norms[t]

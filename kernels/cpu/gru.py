@@ -1,24 +1,45 @@
 """GRU cell (torch.nn.GRU), CPU. Gate order r, z, n; reset applied to W_hn h + b_hn.
 
     r = sigmoid(xr + hr), z = sigmoid(xz + hz), n = tanh(xn + r hn),  h_t = (1 - z) n + z h_{t-1}
-    where [hr, hz, hn] = h_{t-1} W_hh^T + b_hh
+    where [xr, xz, xn] = x_proj_t, [hr, hz, hn] = h_{t-1} W_hh^T + b_hh
 
-Shapes (time-major inside the kernel):
-    x_proj:   [T, B, 3H] W_ih x_t + b_ih for all steps, computed once by one GEMM
-    w_hh_t:   [H, 3H]    recurrent weights transposed from torch's [3H, H] (forward)
-    w_hh:     [3H, H]    recurrent weights in torch's layout (backward)
+The contract (what seqbench.backends.numba_cpu calls): the recurrence for batch rows
+[lo, hi) only, one block per thread (_common.py); ``blas``: the per-step product of the
+block goes to BLAS (cpu_runtime arranges BLAS on the calling thread).
+
+    gru_forward_rows(x_proj, x, w_ih_t, b_ih, w_hh_t, b_hh, h0, gates, h_seq, y, rec, xrec,
+                     lo, hi, blas)
+    x_proj:   [T, B, 3H] W_ih x_t + b_ih for all steps, one GEMM; or None, and then
+    x:        [B, T, I]  the input, batch-first, projected here step by step into xrec with
+    w_ih_t:   [I, 3H]    W_ih^T and
+    b_ih:     [3H]       (apart from b_hh: the reset gate multiplies only W_hn h + b_hn)
+    w_hh_t:   [H, 3H]    recurrent weights transposed from torch's [3H, H]
     b_hh:     [3H]
     h0:       [B, H]
     gates:    [T, B, 4H] saved r, z, n and hn (needed by dL/dr); backward needs them as-is
     h_seq:    [T, B, H]  hidden states, the layer's output
-    dh_out:   [T, B, H]  dL/dh_t from the consumers; dh_last: [B, H] from the final state
+    y:        [B, T, H]  a batch-first copy of h_seq to fill, or None
+    rec:      [B, 3H]    scratch: h_{t-1} W_hh^T
+    xrec:     [B, 3H]    scratch of the fused input (untouched when x_proj is given)
+
+    gru_backward_rows(dh_out, dout_bt, gates, h_seq, h0, w_hh, dx_proj, dh_proj, dh, direct,
+                      norms, db_ih, db_hh, lo, hi, blas)
+    dh_out:   [T, B, H]  dL/dh_t from the consumers; [B, T, H] when dout_bt
+    w_hh:     [3H, H]    recurrent weights in torch's layout
     dx_proj:  [T, B, 3H] dL/dx_proj
     dh_proj:  [T, B, 3H] dL/d(h W_hh^T + b_hh); differs from dx_proj in the n block (times r)
-    dh0:      [B, H];    dh_norms: [T] ||dL/dh_t||, L2 over H, mean over B
+    dh:       [B, H]     dL/dh_T in (from the final state), dL/dh0 out
+    direct:   [B, H]     scratch: dL/dh_{t-1} through the z-gated skip
+    norms:    [T]        each row's ||dL/dh_t|| (L2 over H) added to norms[t]: the block's
+                         partial sum; the caller sums the blocks and divides by B
+    db_ih, db_hh: [3H]   float64, the column sums of the block's dx_proj and dh_proj rows
+                         added to them (the bias gradients' partial sums), or None
 
-``gru_forward_rows`` / ``gru_backward_rows`` run the same recurrence for batch rows [lo, hi)
-only, one block per thread (see _common.py); per row the gate math runs as a few flat loops
-LLVM vectorises (float32 gates: kernels/_math.py).
+``gru_forward(x_proj, w_hh_t, b_hh, h0, gates, h_seq)`` and ``gru_backward(dh_out, dh_last,
+gates, h_seq, h0, w_hh, dx_proj, dh_proj, dh0, dh_norms)`` wrap the pair for the whole batch
+on the calling thread (dh_last in, dh0 out, dh_norms [T] the mean over B): the tests' entry
+points and the oracle of kernels/cuda/gru.py, which takes the same arguments. Per row the
+gate math runs as a few flat loops LLVM vectorises (float32 gates: kernels/_math.py).
 """
 
 from math import sqrt
@@ -62,13 +83,7 @@ def gru_forward(x_proj, w_hh_t, b_hh, h0, gates, h_seq):
 def gru_forward_rows(
     x_proj, x, w_ih_t, b_ih, w_hh_t, b_hh, h0, gates, h_seq, y, rec, xrec, lo, hi, blas
 ):
-    """gru_forward for batch rows [lo, hi).
-
-    The input comes either as x_proj (T, B, 3H), projected beforehand with b_ih, or (x_proj
-    None) as x (B, T, I) batch-first, projected here step by step with w_ih_t (I, 3H) and
-    b_ih (3H,) into the scratch xrec (B, 3H). y: (B, T, H), a batch-first copy of h_seq to
-    fill, or None. rec: (B, 3H) scratch.
-    """
+    """gru_forward for batch rows [lo, hi) (arguments: the module docstring)."""
     H = h0.shape[1]
     w_hh_p = packed(w_hh_t, hi - lo)  # the tiles' panels, once for all steps
     for t in range(h_seq.shape[0]):
@@ -118,13 +133,7 @@ def gru_backward_rows(
     dh_out, dout_bt, gates, h_seq, h0, w_hh, dx_proj, dh_proj, dh, direct, norms, db_ih, db_hh,
     lo, hi, blas,
 ):  # fmt: skip
-    """gru_backward for batch rows [lo, hi).
-
-    dh_out: (T, B, H), or (B, T, H) batch-first when dout_bt. dh: (B, H), dL/dh_T in, dL/dh0
-    out. direct: (B, H) scratch. norms: (T,), each row's ||dL/dh_t|| added to norms[t].
-    db_ih, db_hh: (3H,) float64, the sums of the dx_proj and dh_proj rows added to them (the
-    bias gradients), or None.
-    """
+    """gru_backward for batch rows [lo, hi) (arguments: the module docstring)."""
     H = dh.shape[1]
     w_hh_p = packed(w_hh, hi - lo)  # the tiles' panels, once for all steps
     for t in range(h_seq.shape[0] - 1, -1, -1):

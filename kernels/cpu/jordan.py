@@ -4,22 +4,37 @@
 
 The recurrent state is the output y (size O), not h.
 
-Shapes (time-major inside the kernel):
-    x_proj:   [T, B, H]  W_ih x_t + b_ih for all steps, computed once by one GEMM
-    w_yh_t:   [O, H]     output-to-hidden weights transposed from [H, O] (forward)
-    w_hy_t:   [H, O]     hidden-to-output weights transposed from [O, H] (forward)
+The contract (what seqbench.backends.numba_cpu calls): the recurrence for batch rows
+[lo, hi) only, one block per thread (_common.py); ``blas``: the per-step products of the
+block go to BLAS (cpu_runtime arranges BLAS on the calling thread). The input always comes
+projected.
+
+    jordan_forward_rows(x_proj, w_yh_t, w_hy_t, b_hy, y0, h_seq, y_seq, rec, lo, hi, blas)
+    x_proj:   [T, B, H]  W_ih x_t + b_ih for all steps, one GEMM
+    w_yh_t:   [O, H]     output-to-hidden weights transposed from [H, O]
+    w_hy_t:   [H, O]     hidden-to-output weights transposed from [O, H]
     b_hy:     [O]
     y0:       [B, O]     initial output state
     h_seq:    [T, B, H]  hidden activations, saved for backward
     y_seq:    [T, B, O]  outputs, the layer's output and its recurrent state
-    dy_out:   [T, B, O]  dL/dy_t from the consumers; dy_last: [B, O] from the final state
-    w_yh:     [H, O], w_hy: [O, H] in their own layouts (backward)
+    rec:      [B, H]     scratch: y_{t-1} W_yh^T
+
+    jordan_backward_rows(dy_out, h_seq, w_yh, w_hy, dy_tot, dpre, dy, dh, norms,
+                         lo, hi, blas)
+    dy_out:   [T, B, O]  dL/dy_t from the consumers
+    w_yh:     [H, O], w_hy: [O, H] in their own layouts
     dy_tot:   [T, B, O]  dL/dy_t through time (feeds dW_hy, db_hy)
     dpre:     [T, B, H]  dL/d(hidden pre-activation) = dL/dx_proj
-    dy0:      [B, O];    dh_norms: [T] ||dL/dy_t|| (the recurrent state), mean over B
+    dy:       [B, O]     dL/dy_T in (from the final state), dL/dy0 out
+    dh:       [B, H]     scratch
+    norms:    [T]        each row's ||dL/dy_t|| (the recurrent state) added to norms[t]: the
+                         block's partial sum; the caller sums the blocks and divides by B
 
-``jordan_forward_rows`` / ``jordan_backward_rows`` run the same recurrence for batch rows
-[lo, hi) only, one block per thread (see _common.py).
+``jordan_forward(x_proj, w_yh_t, w_hy_t, b_hy, y0, h_seq, y_seq)`` and
+``jordan_backward(dy_out, dy_last, h_seq, w_yh, w_hy, dy_tot, dpre, dy0, dh_norms)`` wrap
+the pair for the whole batch on the calling thread (dy_last in, dy0 out, dh_norms [T] the
+mean over B): the tests' entry points and the oracle of kernels/cuda/jordan.py, which takes
+the same arguments.
 """
 
 from math import sqrt
@@ -44,7 +59,7 @@ def jordan_forward(x_proj, w_yh_t, w_hy_t, b_hy, y0, h_seq, y_seq):
 
 @njit(cache=config.CACHE, **_JIT)
 def jordan_forward_rows(x_proj, w_yh_t, w_hy_t, b_hy, y0, h_seq, y_seq, rec, lo, hi, blas):
-    """jordan_forward for batch rows [lo, hi); rec: (B, H) scratch, rows lo:hi used."""
+    """jordan_forward for batch rows [lo, hi) (arguments: the module docstring)."""
     rows = hi - lo
     w_yh_p, w_hy_p = packed(w_yh_t, rows), packed(w_hy_t, rows)  # once for all steps
     for t in range(x_proj.shape[0]):
@@ -76,8 +91,7 @@ def jordan_backward(dy_out, dy_last, h_seq, w_yh, w_hy, dy_tot, dpre, dy0, dh_no
 
 @njit(cache=config.CACHE, **_JIT)
 def jordan_backward_rows(dy_out, h_seq, w_yh, w_hy, dy_tot, dpre, dy, dh, norms, lo, hi, blas):
-    """jordan_backward for batch rows [lo, hi). dy: (B, O), dL/dy_T in, dL/dy0 out; dh: (B, H)
-    scratch; norms: (T,), each row's ||dL/dy_t|| added to norms[t]."""
+    """jordan_backward for batch rows [lo, hi) (arguments: the module docstring)."""
     rows = hi - lo
     w_hy_p, w_yh_p = packed(w_hy, rows), packed(w_yh, rows)  # once for all steps
     for t in range(h_seq.shape[0] - 1, -1, -1):

@@ -3,23 +3,42 @@
     i, f, o = sigmoid(.), g = tanh(.) of x_proj_t + h_{t-1} W_hh^T + b_hh
     c_t = f c_{t-1} + i g,   h_t = o tanh(c_t)
 
-Shapes (time-major inside the kernel):
-    x_proj:   [T, B, 4H] W_ih x_t + b_ih for all steps, computed once by one GEMM
-    w_hh_t:   [H, 4H]    recurrent weights transposed from torch's [4H, H] (forward)
-    w_hh:     [4H, H]    recurrent weights in torch's layout (backward)
-    b_hh:     [4H]
+The contract (what seqbench.backends.numba_cpu calls): the recurrence for batch rows
+[lo, hi) only, one block per thread (_common.py); ``blas``: the per-step product of the
+block goes to BLAS (cpu_runtime arranges BLAS on the calling thread).
+
+    lstm_forward_rows(x_proj, x, w_ih_t, w_hh_t, bias, h0, c0, gates, c_seq, h_seq, y, rec,
+                      lo, hi, blas)
+    x_proj:   [T, B, 4H] W_ih x_t for all steps, one GEMM; or None, and then
+    x:        [B, T, I]  the input, batch-first, projected here step by step with
+    w_ih_t:   [I, 4H]    W_ih^T (for small I: saves writing and reading back x_proj)
+    w_hh_t:   [H, 4H]    recurrent weights transposed from torch's [4H, H]
+    bias:     [4H]       b_ih + b_hh
     h0, c0:   [B, H]
     gates:    [T, B, 4H] saved activations i, f, g, o; backward needs them as-is
     c_seq:    [T, B, H]  cell states
     h_seq:    [T, B, H]  hidden states, the layer's output
-    dh_out:   [T, B, H]  dL/dh_t from the consumers; dh_last, dc_last: [B, H] from the final state
-    dpre:     [T, B, 4H] dL/d(gate pre-activations) = dL/dx_proj = dL/d(h W_hh^T + b_hh)
-    dh0, dc0: [B, H];    dh_norms: [T] ||dL/dh_t||, L2 over H, mean over B
+    y:        [B, T, H]  a batch-first copy of h_seq to fill, or None
+    rec:      [B, 4H]    scratch: h_{t-1} W_hh^T (+ the fused input)
 
-``lstm_forward_rows`` / ``lstm_backward_rows`` run the same recurrence for batch rows
-[lo, hi) only, one block per thread (see _common.py). Per step and row the gate math runs as
-a few flat loops over contiguous rows, which LLVM vectorises (float32 gates use the
-approximations of kernels/_math.py).
+    lstm_backward_rows(dh_out, dout_bt, gates, c_seq, c0, w_hh, dpre, dh, dc, norms, db,
+                       lo, hi, blas)
+    dh_out:   [T, B, H]  dL/dh_t from the consumers; [B, T, H] when dout_bt
+    w_hh:     [4H, H]    recurrent weights in torch's layout
+    dpre:     [T, B, 4H] dL/d(gate pre-activations) = dL/dx_proj = dL/d(h W_hh^T + b_hh)
+    dh, dc:   [B, H]     dL/dh_T, dL/dc_T in (from the final state), dL/dh0, dL/dc0 out
+    norms:    [T]        each row's ||dL/dh_t|| (L2 over H) added to norms[t]: the block's
+                         partial sum; the caller sums the blocks and divides by B
+    db:       [4H]       float64, the column sums of the block's dpre rows added to it (the
+                         bias gradient's partial sum), or None
+
+``lstm_forward(x_proj, w_hh_t, b_hh, h0, c0, gates, c_seq, h_seq)`` and
+``lstm_backward(dh_out, dh_last, dc_last, gates, c_seq, c0, w_hh, dpre, dh0, dc0, dh_norms)``
+wrap the pair for the whole batch on the calling thread (x_proj includes b_ih; dh_last,
+dc_last in, dh0, dc0 out, dh_norms [T] the mean over B): the tests' entry points and the
+oracle of kernels/cuda/lstm.py, which takes the same arguments. Per step and row the gate
+math runs as a few flat loops over contiguous rows, which LLVM vectorises (float32 gates use
+the approximations of kernels/_math.py).
 """
 
 from math import sqrt
@@ -62,13 +81,7 @@ def lstm_forward(x_proj, w_hh_t, b_hh, h0, c0, gates, c_seq, h_seq):
 def lstm_forward_rows(
     x_proj, x, w_ih_t, w_hh_t, bias, h0, c0, gates, c_seq, h_seq, y, rec, lo, hi, blas
 ):
-    """lstm_forward for batch rows [lo, hi).
-
-    The input comes either as x_proj (T, B, 4H), projected beforehand, or (x_proj None) as
-    x (B, T, I) batch-first, projected here step by step with w_ih_t (I, 4H): for a small I
-    that saves writing and reading back x_proj. bias: (4H,), all biases. y: (B, T, H), a
-    batch-first copy of h_seq to fill, or None. rec: (B, 4H) scratch, rows lo:hi used.
-    """
+    """lstm_forward for batch rows [lo, hi) (arguments: the module docstring)."""
     H = h0.shape[1]
     w_hh_p = packed(w_hh_t, hi - lo)  # the tiles' panels, once for all steps
     for t in range(gates.shape[0]):
@@ -135,12 +148,7 @@ def lstm_backward(dh_out, dh_last, dc_last, gates, c_seq, c0, w_hh, dpre, dh0, d
 def lstm_backward_rows(
     dh_out, dout_bt, gates, c_seq, c0, w_hh, dpre, dh, dc, norms, db, lo, hi, blas
 ):
-    """lstm_backward for batch rows [lo, hi).
-
-    dh_out: (T, B, H), or (B, T, H) batch-first when dout_bt. dh, dc: (B, H), dL/dh_T and
-    dL/dc_T in, dL/dh0 and dL/dc0 out. norms: (T,), each row's ||dL/dh_t|| added to norms[t].
-    db: (4H,) float64, the sum of the dpre rows added to it (the bias gradient), or None.
-    """
+    """lstm_backward for batch rows [lo, hi) (arguments: the module docstring)."""
     H = dh.shape[1]
     w_hh_p = packed(w_hh, hi - lo)  # the tiles' panels, once for all steps
     for t in range(gates.shape[0] - 1, -1, -1):
