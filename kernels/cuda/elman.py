@@ -1,18 +1,9 @@
-"""Elman cell (torch.nn.RNN), CUDA. h_t = act(x_proj_t + h_{t-1} W_hh^T + b_hh), act tanh or relu.
-Mirrors kernels/cpu/elman.py.
+"""Elman cell (torch.nn.RNN), CUDA. Same cell and shapes as kernels/cpu/elman.py.
 
-Shapes (time-major inside the kernel; device or host arrays):
-    x_proj:   [T, B, H]  W_ih x_t + b_ih for all steps, computed once by one GEMM
-    w_hh_t:   [H, H]     recurrent weights transposed from torch's [H, H] (forward)
-    w_hh:     [H, H]     recurrent weights in torch's layout (backward)
-    b_hh:     [H]
-    h0:       [B, H]     initial state
-    h_seq:    [T, B, H]  hidden states, the layer's output; backward reads them as saved
-    dh_out:   [T, B, H]  dL/dh_t arriving from the layer's consumers
-    dh_last:  [B, H]     dL/dh_T arriving from the final state
-    dpre:     [T, B, H]  dL/d(pre-activation); equals dL/dx_proj and dL/d(h W_hh^T + b_hh)
-    dh0:      [B, H]     dL/dh0
-    dh_norms: [T]        ||dL/dh_t|| (total, through time), L2 over H, mean over B
+The contract here is elman_forward / elman_backward with the arguments of the CPU whole-batch
+pair, as device or host arrays. Each launch covers the whole batch: no row blocks, lo/hi/blas,
+fused input or per-block partial sums. The time loop is one persistent cooperative launch, or
+a launch per step where that cannot run (_launch.py, _common.py).
 
 Unit space: the H hidden units, 1 column per unit; dot length H both ways (h_{t-1} forward,
 dpre_{t+1} backward).

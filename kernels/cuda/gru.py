@@ -1,25 +1,14 @@
-"""GRU cell (torch.nn.GRU), CUDA. Gate order r, z, n; reset applied to W_hn h + b_hn.
-Mirrors kernels/cpu/gru.py.
+"""GRU cell (torch.nn.GRU), CUDA. Same cell and shapes as kernels/cpu/gru.py.
 
-    r = sigmoid(xr + hr), z = sigmoid(xz + hz), n = tanh(xn + r hn),  h_t = (1 - z) n + z h_{t-1}
-    where [hr, hz, hn] = h_{t-1} W_hh^T + b_hh
-
-Shapes (time-major inside the kernel; device or host arrays):
-    x_proj:   [T, B, 3H] W_ih x_t + b_ih for all steps, computed once by one GEMM
-    w_hh_t:   [H, 3H]    recurrent weights transposed from torch's [3H, H] (forward)
-    w_hh:     [3H, H]    recurrent weights in torch's layout (backward)
-    b_hh:     [3H]
-    h0:       [B, H]
-    gates:    [T, B, 4H] saved r, z, n and hn (needed by dL/dr); backward needs them as-is
-    h_seq:    [T, B, H]  hidden states, the layer's output
-    dh_out:   [T, B, H]  dL/dh_t from the consumers; dh_last: [B, H] from the final state
-    dx_proj:  [T, B, 3H] dL/dx_proj
-    dh_proj:  [T, B, 3H] dL/d(h W_hh^T + b_hh); differs from dx_proj in the n block (times r)
-    dh0:      [B, H];    dh_norms: [T] ||dL/dh_t||, L2 over H, mean over B
+The contract here is gru_forward / gru_backward with the arguments of the CPU whole-batch
+pair, as device or host arrays. Each launch covers the whole batch: no row blocks, lo/hi/blas,
+fused input or per-block partial sums. The time loop is one persistent cooperative launch, or
+a launch per step where that cannot run (_launch.py, _common.py).
 
 Unit space: the H hidden units. Forward: 3 gate columns per unit, dot length H (h_{t-1}).
 Backward: 1 column per unit (column j of w_hh), dot length 3H (dh_proj_{t+1}); dh0 carries
-the z-gated skip term gh_t z_t to step t-1, each entry owned by one thread.
+the z-gated skip term gh_t z_t to step t-1, each entry owned by one thread (the CPU kernel
+keeps it in its ``direct`` scratch).
 """
 
 from numba import cuda

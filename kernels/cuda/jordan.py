@@ -1,22 +1,9 @@
-"""Jordan cell (output recurrence), CUDA. Mirrors kernels/cpu/jordan.py.
+"""Jordan cell (output recurrence), CUDA. Same cell and shapes as kernels/cpu/jordan.py.
 
-    h_t = tanh(x_proj_t + y_{t-1} W_yh^T),   y_t = h_t W_hy^T + b_hy
-
-The recurrent state is the output y (size O), not h.
-
-Shapes (time-major inside the kernel; device or host arrays):
-    x_proj:   [T, B, H]  W_ih x_t + b_ih for all steps, computed once by one GEMM
-    w_yh_t:   [O, H]     output-to-hidden weights transposed from [H, O] (forward)
-    w_hy_t:   [H, O]     hidden-to-output weights transposed from [O, H] (forward)
-    b_hy:     [O]
-    y0:       [B, O]     initial output state
-    h_seq:    [T, B, H]  hidden activations, saved for backward
-    y_seq:    [T, B, O]  outputs, the layer's output and its recurrent state
-    dy_out:   [T, B, O]  dL/dy_t from the consumers; dy_last: [B, O] from the final state
-    w_yh:     [H, O], w_hy: [O, H] in their own layouts (backward)
-    dy_tot:   [T, B, O]  dL/dy_t through time (feeds dW_hy, db_hy)
-    dpre:     [T, B, H]  dL/d(hidden pre-activation) = dL/dx_proj
-    dy0:      [B, O];    dh_norms: [T] ||dL/dy_t|| (the recurrent state), mean over B
+The contract here is jordan_forward / jordan_backward with the arguments of the CPU whole-batch
+pair, as device or host arrays. Each launch covers the whole batch: no row blocks, lo/hi/blas,
+fused input or per-block partial sums. The time loop is one persistent cooperative launch, or
+a launch per step where that cannot run (_launch.py, _common.py).
 
 Two unit spaces and two phases per step, each followed by a barrier:
     forward:  hidden units (dot length O with y_{t-1}), then outputs (dot length H with h_t);

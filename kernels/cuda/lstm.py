@@ -1,20 +1,9 @@
-"""LSTM cell (torch.nn.LSTM), CUDA. Gate order i, f, g, o. Mirrors kernels/cpu/lstm.py.
+"""LSTM cell (torch.nn.LSTM), CUDA. Same cell and shapes as kernels/cpu/lstm.py.
 
-    i, f, o = sigmoid(.), g = tanh(.) of x_proj_t + h_{t-1} W_hh^T + b_hh
-    c_t = f c_{t-1} + i g,   h_t = o tanh(c_t)
-
-Shapes (time-major inside the kernel; device or host arrays):
-    x_proj:   [T, B, 4H] W_ih x_t + b_ih for all steps, computed once by one GEMM
-    w_hh_t:   [H, 4H]    recurrent weights transposed from torch's [4H, H] (forward)
-    w_hh:     [4H, H]    recurrent weights in torch's layout (backward)
-    b_hh:     [4H]
-    h0, c0:   [B, H]
-    gates:    [T, B, 4H] saved activations i, f, g, o; backward needs them as-is
-    c_seq:    [T, B, H]  cell states
-    h_seq:    [T, B, H]  hidden states, the layer's output
-    dh_out:   [T, B, H]  dL/dh_t from the consumers; dh_last, dc_last: [B, H] from the final state
-    dpre:     [T, B, 4H] dL/d(gate pre-activations) = dL/dx_proj = dL/d(h W_hh^T + b_hh)
-    dh0, dc0: [B, H];    dh_norms: [T] ||dL/dh_t||, L2 over H, mean over B
+The contract here is lstm_forward / lstm_backward with the arguments of the CPU whole-batch
+pair, as device or host arrays. Each launch covers the whole batch: no row blocks, lo/hi/blas,
+fused input or per-block partial sums. The time loop is one persistent cooperative launch, or
+a launch per step where that cannot run (_launch.py, _common.py).
 
 Unit space: the H hidden units. Forward: 4 gate columns per unit, dot length H (h_{t-1}).
 Backward: 1 column per unit (column j of w_hh), dot length 4H (dpre_{t+1}); dc0 carries
