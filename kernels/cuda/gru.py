@@ -5,10 +5,10 @@ pair, as device or host arrays. Each launch covers the whole batch: no row block
 fused input or per-block partial sums. The time loop is one persistent cooperative launch, or
 a launch per step where that cannot run (_launch.py, _common.py).
 
-Unit space: the H hidden units. Forward: 3 gate columns per unit, dot length H (h_{t-1}).
-Backward: 1 column per unit (column j of w_hh), dot length 3H (dh_proj_{t+1}); dh0 carries
-the z-gated skip term gh_t z_t to step t-1, each entry owned by one thread (the CPU kernel
-keeps it in its ``direct`` scratch).
+Unit space: the H hidden units, with 3 gate columns each in forward (dot length H, h_{t-1})
+and one column of w_hh each in backward (dot length 3H, dh_proj_{t+1}). The CPU kernel's
+``direct`` scratch has no twin: dh0 carries the z-gated skip term gh_t z_t to step t-1,
+each entry owned by one thread.
 """
 
 from numba import cuda

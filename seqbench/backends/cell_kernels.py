@@ -27,6 +27,9 @@ Weight gradients are a list of terms; both backends assemble them the same way:
     after_state(w, d, s)      w = sum_t d_t^T s_{t-1}, with s_{-1} = s0 (the recurrence)
     same_step(w, d, seq)      w = sum_t d_t^T seq_t
     column_sums(b, d)         b = sum over t and batch of d
+
+A new cell is its two kernel modules, one ``Cell`` below (ELMAN is the smallest to copy) and
+its line in ``CELLS``; neither backend changes.
 """
 
 from __future__ import annotations
@@ -164,6 +167,48 @@ def layer_dims(cell, p, B, T, state0):
     for name, factor, base in cell.scaled:
         dims[name] = factor * dims[base]
     return dims
+
+
+class GradientOps(NamedTuple):
+    """A backend's primitives for the gradient terms, over its own arrays."""
+
+    input_grads: Callable  # (v, p, d) -> (dW_ih, db_ih, dL/dx time-major)
+    after_state: Callable  # (d, seq, first) -> sum_t d_t^T seq_{t-1}, seq_{-1} = first
+    same_step: Callable  # (d, seq) -> sum_t d_t^T seq_t
+    column_sums: Callable  # (v, d) -> column sums of v[d]
+
+
+def assemble_gradients(cell, ops, v, p):
+    """({weight name: gradient}, dL/dx time-major) of one backward: the cell's terms, each
+    computed by the backend's ``ops`` from the call's arrays ``v``."""
+    g = {}
+    for term in cell.gradients:
+        _TERMS[term.kind](g, term, ops, v, p)
+    return g, g.pop("input")
+
+
+def _input_term(g, term, ops, v, p):
+    g["weight_ih"], g["bias_ih"], g["input"] = ops.input_grads(v, p, term.d)
+
+
+def _after_state_term(g, term, ops, v, p):
+    g[term.name] = ops.after_state(v[term.d], v[term.seq], v[term.first])
+
+
+def _same_step_term(g, term, ops, v, p):
+    g[term.name] = ops.same_step(v[term.d], v[term.seq])
+
+
+def _column_sums_term(g, term, ops, v, p):
+    g[term.name] = ops.column_sums(v, term.d)
+
+
+_TERMS = {
+    "input": _input_term,
+    "after_state": _after_state_term,
+    "same_step": _same_step_term,
+    "column_sums": _column_sums_term,
+}
 
 
 # ---------------------------------------------------------------- the cells

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import ConfigError
-from .cell_kernels import CELLS, layer_dims
+from .cell_kernels import CELLS, GradientOps, assemble_gradients, layer_dims
 
 # ---------------------------------------------------------------- is there a GPU?
 
@@ -230,35 +230,16 @@ def backward(cell, p, cache, dout, dstate_n):
     v["dout"] = _up_time_major(dout)
     _parameters(bw.args, p, v)
     _kernel(cell.module, "backward")(*bw.args.pick(v))
-    g = {}
-    for term in cell.gradients:
-        _TERMS[term.kind](g, term, v, p)
-    dx = g.pop("input")
+    g, dx = assemble_gradients(cell, _OPS, v, p)
     return _down(g, dx, tuple(v[name] for name in cell.grads_out), v["dh_norms"])
 
 
-def _input_term(g, term, v, p):
-    g["weight_ih"], g["bias_ih"], g["input"] = _input_grads(v[term.d], v["x_d"], p)
-
-
-def _after_state_term(g, term, v, p):
-    g[term.name] = _prev_wgrad(v[term.d], v[term.seq], v[term.first])
-
-
-def _same_step_term(g, term, v, p):
-    g[term.name] = _wgrad(v[term.d], v[term.seq])
-
-
-def _column_sums_term(g, term, v, p):
-    g[term.name] = _colsum(v[term.d])
-
-
-_TERMS = {
-    "input": _input_term,
-    "after_state": _after_state_term,
-    "same_step": _same_step_term,
-    "column_sums": _column_sums_term,
-}
+_OPS = GradientOps(
+    lambda v, p, d: _input_grads(v[d], v["x_d"], p),
+    _prev_wgrad,
+    _wgrad,
+    lambda v, d: _colsum(v[d]),
+)
 
 
 # ---------------------------------------------------------------- registry

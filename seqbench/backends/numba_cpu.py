@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import buffers
-from .cell_kernels import CELLS, layer_dims
+from .cell_kernels import CELLS, GradientOps, assemble_gradients, layer_dims
 from .cpu_runtime import block_means, gemm, row_blocks, run_blocks
 
 
@@ -58,13 +58,6 @@ def _wgrad_prev(d, seq, first):
     if d.shape[0] > 1:
         g += _wgrad(d[1:], seq[:-1])
     return g
-
-
-def _wx_grads(dx_proj, x_tm, p):
-    """{"weight_ih": dL/dW_ih, "input": dL/dx (T, B, I)} from dL/d(x W_ih^T): two GEMMs."""
-    T, B, G = dx_proj.shape
-    dx = gemm(dx_proj.reshape(T * B, G), p["weight_ih"]).reshape(T, B, -1)
-    return {"weight_ih": _wgrad(dx_proj, x_tm), "input": dx}
 
 
 # ---------------------------------------------------------------- input and outputs
@@ -162,7 +155,7 @@ def backward(plan, p, cache, dout, dstate_n):
     v["batch_first"] = True
     blocks, blas = row_blocks(B, *cell.product_back(dims))
     part = np.zeros((len(blocks), T), dtype=dt)  # per block: sum over rows of ||dL/dh_t||
-    sums = {name: np.zeros((len(blocks), v[name].shape[2])) for name in bw.sums}
+    sums = v["partial_sums"] = {n: np.zeros((len(blocks), v[n].shape[2])) for n in bw.sums}
     run_blocks(
         _kernel(cell.module, "backward_rows"),
         blocks,
@@ -170,60 +163,34 @@ def backward(plan, p, cache, dout, dstate_n):
         *args.pick(v),
         per_block=(part, *sums.values()),
     )
-    g = _gradients(cell, v, p, sums, dt)
-    dx = g.pop("input")
+    g, dx = assemble_gradients(cell, _OPS, v, p)
     return g, dx.transpose(1, 0, 2), cell.pick_grads_out(v), block_means(part, B)
 
 
 # ---------------------------------------------------------------- weight gradients
 
 
-def _gradients(cell, v, p, sums, dtype):
-    g = {}
-    colsum = _column_sums(v, sums, dtype)
-    for term in cell.gradients:
-        _TERMS[term.kind](g, term, v, p, colsum)
-    return g
+def _input_grads(v, p, d):
+    """weight_ih, bias_ih and dL/dx (T, B, I) from v[d] = dL/d(x W_ih^T): two GEMMs."""
+    dx_proj = v[d]
+    T, B, G = dx_proj.shape
+    dx = gemm(dx_proj.reshape(T * B, G), p["weight_ih"]).reshape(T, B, -1)
+    return _wgrad(dx_proj, v["x_tm"]), _column_sums(v, d), dx
 
 
-def _column_sums(v, sums, dtype):
-    """name -> column sums of buffer v[name]: from the kernel's per-block float64 partial sums
-    where it kept them, else by numpy; a second request for one buffer gets a copy."""
-    done = {}
-
-    def colsum(name):
-        if name in done:
-            return done[name].copy()
-        s = _bias_grads(sums[name], dtype) if name in sums else v[name].sum(axis=(0, 1))
-        done[name] = s
-        return s
-
-    return colsum
+def _column_sums(v, name):
+    """Column sums of v[name]: from the kernel's per-block float64 partial sums where it kept
+    them, else by numpy; a second request for one buffer gets a copy."""
+    key = f"{name}.sums"
+    if key in v:  # bias_ih and bias_hh of one buffer: equal values, two arrays
+        return v[key].copy()
+    partial = v["partial_sums"].get(name)
+    s = v[name].sum(axis=(0, 1)) if partial is None else _bias_grads(partial, v[name].dtype)
+    v[key] = s
+    return s
 
 
-def _input_term(g, term, v, p, colsum):
-    g.update(_wx_grads(v[term.d], v["x_tm"], p))
-    g["bias_ih"] = colsum(term.d)
-
-
-def _after_state_term(g, term, v, p, colsum):
-    g[term.name] = _wgrad_prev(v[term.d], v[term.seq], v[term.first])
-
-
-def _same_step_term(g, term, v, p, colsum):
-    g[term.name] = _wgrad(v[term.d], v[term.seq])
-
-
-def _column_sums_term(g, term, v, p, colsum):
-    g[term.name] = colsum(term.d)
-
-
-_TERMS = {
-    "input": _input_term,
-    "after_state": _after_state_term,
-    "same_step": _same_step_term,
-    "column_sums": _column_sums_term,
-}
+_OPS = GradientOps(_input_grads, _wgrad_prev, _wgrad, _column_sums)
 
 LAYERS = {
     name: (functools.partial(forward, plan), functools.partial(backward, plan))
