@@ -118,7 +118,7 @@ def main(argv=None):
         )
         return 2
     from numba import cuda
-    from seqbench.kernels.cuda import _common
+    from seqbench.kernels.cuda import _plan
 
     import seqbench as sb
 
@@ -170,7 +170,7 @@ def main(argv=None):
             device_step = _device_step(cell, model, x_d, train)
             t_cudnn = _median_ms(cudnn, args.repeat, torch.cuda.synchronize)
             t_kernels = _median_ms(device_step, args.repeat, cuda.synchronize)
-            plan = _common.last_plan  # of the last recurrence launched
+            plan = _plan.last_plan  # of the last recurrence launched
             path = "persistent" if plan.persistent else "per-step"
             t_model = _median_ms(api, max(1, args.repeat // 2), cuda.synchronize)
             with torch.no_grad():

@@ -25,7 +25,7 @@ if not (numba.config.ENABLE_CUDASIM or cuda.is_available()):
         allow_module_level=True,
     )
 from seqbench.kernels import config  # noqa: E402
-from seqbench.kernels.cuda import _common  # noqa: E402
+from seqbench.kernels.cuda import _common, _plan  # noqa: E402
 
 import seqbench as sb  # noqa: E402
 from seqbench.backends import cuda_gpu  # noqa: E402
@@ -160,7 +160,7 @@ def test_kernel_matches_cpu_float64(cell, where, geometry):
     geometry(mode, threads, split)
     d = _data(cell, np.float64, B=batch)
     got = _run(cell, _kernels("cuda", cell), d)
-    assert _common.last_plan.persistent == (mode == "persistent")
+    assert _plan.last_plan.persistent == (mode == "persistent")
     _assert_same(_run(cell, _kernels("cpu", cell), d), got, np.float64)
 
 
@@ -203,7 +203,7 @@ def test_persistent_is_refused_where_it_cannot_run(geometry, monkeypatch):
         _run("elman", _kernels("cuda", "elman"), _data("elman", np.float64))
     monkeypatch.setattr(config, "CUDA_RECURRENCE", "auto")  # auto falls back to per step
     _run("elman", _kernels("cuda", "elman"), _data("elman", np.float64))
-    assert not _common.last_plan.persistent
+    assert not _plan.last_plan.persistent
 
 
 # ---------------------------------------------------------------- GEMM and column sums

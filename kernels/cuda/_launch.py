@@ -23,6 +23,7 @@ import numpy as np
 from numba import cuda
 
 from . import _common as cc
+from . import _plan as plans
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def _plan(phases, weights, args, backward, persistent):
     slices = (np.empty(1, dtype), 1, 1, 1) * len(phases)  # only their types matter
     sq_part = (np.empty((1, 1, 1), dtype),) if backward else ()  # its size needs the plan
     probe = (T, *slices, (*args, *sq_part))
-    return cc.plan_recurrence(
+    return plans.plan_recurrence(
         specs,
         B,
         dtype,

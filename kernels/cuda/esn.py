@@ -43,6 +43,7 @@ from numba import cuda
 
 from .. import config
 from . import _common as cc
+from . import _plan
 
 
 @cuda.jit(device=True)
@@ -223,14 +224,14 @@ def _run(step, dot, u_proj, weights, leak, linear, x0, states, w_fb, w_out, b_ou
         shared = tpb * dtype.itemsize  # the groups' partial sums
         capacity = 0
         if config.CUDA_RECURRENCE != "per-step":
-            capacity = cc.cooperative_capacity(kernel, (*args, outputs), tpb, shared)
+            capacity = _plan.cooperative_capacity(kernel, (*args, outputs), tpb, shared)
         if capacity > 0:
             ks = _split_for(weights, N, B * N, capacity * tpb)
             blocks = min(capacity, cc._ceil(B * N, tpb // ks))
             kernel[blocks, tpb, 0, shared](*args[:2], ks, *args[3:], outputs)
             return
         if config.CUDA_RECURRENCE == "persistent":
-            raise cc.persistent_refused("reservoir")
+            raise _plan.persistent_refused("reservoir")
         launch = step[cc._ceil(B * N, tpb), tpb]
         readout = _readout_step[cc._ceil(B * max(O, 1), tpb), tpb]
         for t in range(T):
