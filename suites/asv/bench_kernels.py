@@ -9,8 +9,8 @@ import sys
 from .common import BACKENDS, CELLS, DTYPES, SHAPES, SMOKE, make_case, parse, set_threads
 
 
-class Forward:
-    """One forward pass (inference; seqbench saves its tape, torch runs under no_grad)."""
+class _KernelCase:
+    """Shared by Forward and TrainStep: the full grid, one model and input built per case."""
 
     params = [CELLS, BACKENDS, SHAPES, DTYPES]
     param_names = ["cell", "backend", "shape", "dtype"]
@@ -19,21 +19,17 @@ class Forward:
     def setup(self, cell, backend, shape, dtype):
         set_threads()
         self.case = make_case(cell, backend, shape, dtype)
+
+
+class Forward(_KernelCase):
+    """One forward pass (inference; seqbench saves its tape, torch runs under no_grad)."""
 
     def time_forward(self, cell, backend, shape, dtype):
         self.case.forward()
 
 
-class TrainStep:
+class TrainStep(_KernelCase):
     """Forward + backward of the summed output, parameter gradients included."""
-
-    params = [CELLS, BACKENDS, SHAPES, DTYPES]
-    param_names = ["cell", "backend", "shape", "dtype"]
-    timeout = 600
-
-    def setup(self, cell, backend, shape, dtype):
-        set_threads()
-        self.case = make_case(cell, backend, shape, dtype)
 
     def time_train_step(self, cell, backend, shape, dtype):
         self.case.train_step()
