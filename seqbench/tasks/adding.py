@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
 from .base import Batch, Task, check_batch
 
 
@@ -28,13 +27,8 @@ class Adding(Task):
     # Arjovsky's shortest setting; a torch GRU (H=64, Adam 3e-3, batch 64) solves it in
     # ~600 steps (30 s of one core).
     default_seq_len = 100
-
-    def __init__(self, seq_len: int | None = None):
-        super().__init__(seq_len)
-        if self.seq_len < 2:
-            raise ConfigError(
-                f"adding needs seq_len >= 2 (one marker in each half), got {self.seq_len}"
-            )
+    min_seq_len = 2
+    min_seq_len_why = "one marker in each half"
 
     def generate(self, rng: np.random.Generator, batch_size: int, split: str = "train") -> Batch:
         batch_size = check_batch(batch_size, split)

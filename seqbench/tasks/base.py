@@ -75,12 +75,19 @@ class Task:
     input_size = 1
     output_size = 1
     default_seq_len = 100
+    min_seq_len = 1  # a task that needs more says so, and why (min_seq_len_why)
+    min_seq_len_why = ""
 
     def __init__(self, seq_len: int | None = None):
         seq_len = self.default_seq_len if seq_len is None else seq_len
         if isinstance(seq_len, bool) or not isinstance(seq_len, (int, np.integer)) or seq_len < 1:
             raise ConfigError(f"seq_len must be a positive integer, got {seq_len!r}")
         self.seq_len = int(seq_len)
+        if self.seq_len < self.min_seq_len:
+            raise ConfigError(
+                f"{self.name} needs seq_len >= {self.min_seq_len} ({self.min_seq_len_why}), "
+                f"got {self.seq_len}"
+            )
 
     # -- to implement
     def generate(self, rng: np.random.Generator, batch_size: int, split: str = "train") -> Batch:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
 from .base import Batch, Task, check_batch, one_hot
 
 N_SYMBOLS = 6
@@ -31,14 +30,8 @@ class TemporalOrder(Task):
     # Pascanu et al. 2013 start their curriculum at 50. A torch GRU (H=64, Adam 3e-3, batch
     # 64) solves T=50 in ~400 steps (10 s); at T=100 it was still on the baseline after 90 s.
     default_seq_len = 50
-
-    def __init__(self, seq_len: int | None = None):
-        super().__init__(seq_len)
-        if self.seq_len < 10:
-            raise ConfigError(
-                f"temporal-order needs seq_len >= 10 (the first symbol sits in "
-                f"[0.1T, 0.2T), empty below 10), got {self.seq_len}"
-            )
+    min_seq_len = 10
+    min_seq_len_why = "the first symbol sits in [0.1T, 0.2T), empty below 10"
 
     def generate(self, rng: np.random.Generator, batch_size: int, split: str = "train") -> Batch:
         batch_size = check_batch(batch_size, split)
