@@ -12,11 +12,9 @@ bad value. ``step`` reads the arrays from the dict it is given each time, so a
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, check_number, check_positive
 
 _FLOAT_DTYPES = (np.float32, np.float64)
 
@@ -27,25 +25,9 @@ def _kernels():
     return optim
 
 
-def _real(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ConfigError(f"{name} must be finite, got {value!r}")
-    return value
-
-
-def _positive(name: str, value) -> float:
-    value = _real(name, value)
-    if value <= 0.0:
-        raise ConfigError(f"{name} must be > 0, got {value!r}")
-    return value
-
-
 def _unit(name: str, value) -> float:
     """A value in [0, 1): a decay rate or momentum."""
-    value = _real(name, value)
+    value = check_number(name, value)
     if not 0.0 <= value < 1.0:
         raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
     return value
@@ -65,7 +47,7 @@ class Optimizer:
             raise ConfigError(
                 f"{self.name} has no hyperparameter {unknown[0]!r}; allowed: {allowed}"
             )
-        self.lr = _positive("lr", lr)
+        self.lr = check_positive("lr", lr)
         self._configure(**{**self.defaults, **hyper})
         if not hasattr(params, "items") or not params:
             raise ConfigError("params must be a non-empty dict of name -> array")
@@ -151,7 +133,7 @@ class Adam(Optimizer):
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ConfigError(f"betas must be a pair (beta1, beta2), got {betas!r}")
         self.betas = (_unit("beta1", betas[0]), _unit("beta2", betas[1]))
-        self.eps = _positive("eps", eps)
+        self.eps = check_positive("eps", eps)
 
     def hyperparameters(self):
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps}
@@ -170,7 +152,7 @@ class RMSprop(Optimizer):
 
     def _configure(self, alpha, eps):
         self.alpha = _unit("alpha", alpha)
-        self.eps = _positive("eps", eps)
+        self.eps = check_positive("eps", eps)
 
     def hyperparameters(self):
         return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps}

@@ -25,7 +25,7 @@ import scipy.sparse as sparse_mod
 from scipy.sparse.linalg import ArpackNoConvergence, eigs
 
 from ..backends import BACKENDS, reservoir_functions
-from ..errors import ConfigError
+from ..errors import ConfigError, check_number, check_positive
 from .cells import check_size
 from .recurrent import DTYPES, Tape, check_dtype
 
@@ -40,7 +40,7 @@ _MAX_NNZ = 2**32 - 1  # uint32 CSR indices in the kernel
 
 def _check_unit_interval(name, value, *, closed_low=False) -> float:
     """A float in (0, 1] (or [0, 1] with closed_low); ConfigError naming the argument."""
-    v = _check_float(name, value)
+    v = check_number(name, value)
     low_ok = v >= 0.0 if closed_low else v > 0.0
     if not (low_ok and v <= 1.0):
         interval = "[0, 1]" if closed_low else "(0, 1]"
@@ -48,24 +48,8 @@ def _check_unit_interval(name, value, *, closed_low=False) -> float:
     return v
 
 
-def _check_float(name, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"{name} must be a number, got {value!r}")
-    v = float(value)
-    if not np.isfinite(v):
-        raise ConfigError(f"{name} must be finite, got {value!r}")
-    return v
-
-
-def _check_positive(name, value) -> float:
-    v = _check_float(name, value)
-    if v <= 0.0:
-        raise ConfigError(f"{name} must be > 0, got {value!r}")
-    return v
-
-
 def _check_nonnegative(name, value) -> float:
-    v = _check_float(name, value)
+    v = check_number(name, value)
     if v < 0.0:
         raise ConfigError(f"{name} must be >= 0, got {value!r}")
     return v
@@ -420,9 +404,9 @@ def build_esn(
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     options = {
         "leak": _check_unit_interval("leak", leak),
-        "spectral_radius": _check_positive("spectral_radius", spectral_radius),
+        "spectral_radius": check_positive("spectral_radius", spectral_radius),
         "connectivity": _check_unit_interval("connectivity", connectivity),
-        "input_scaling": _check_positive("input_scaling", input_scaling),
+        "input_scaling": check_positive("input_scaling", input_scaling),
         "input_connectivity": _check_unit_interval("input_connectivity", input_connectivity),
         "bias_scaling": _check_nonnegative("bias_scaling", bias_scaling),
         "weight_distribution": _check_choice(
@@ -430,7 +414,7 @@ def build_esn(
         ),
         "sparse": sparse,
         "feedback_size": 0 if feedback_size == 0 else check_size("feedback_size", feedback_size),
-        "feedback_scaling": _check_positive("feedback_scaling", feedback_scaling),
+        "feedback_scaling": check_positive("feedback_scaling", feedback_scaling),
         "activation": _check_choice("activation", activation, ACTIVATIONS),
     }
     if not isinstance(sparse, bool):
