@@ -16,7 +16,9 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from .errors import ConfigError
+from .models.esn import build_esn
 from .readout import Ridge, check_washout, drop_washout, warm_then_free_run
+from .tasks import make_task
 from .tasks.base import one_hot, softmax_cross_entropy
 
 
@@ -165,3 +167,25 @@ def _free_run_metrics(model, readout, task, x, washout) -> dict:
         "free_run_nrmse": float(np.sqrt(np.mean((pred - truth) ** 2)) / scale),
         "free_run_nrmse_last": float(np.sqrt(np.mean((pred[:, -1] - truth[:, -1]) ** 2)) / scale),
     }
+
+
+def linear_memory_capacity(n: int = 20) -> dict:
+    """fit_esn's result for a linear reservoir of n units (identity activation, dense,
+    spectral radius 0.9, input scaling 0.1, seed 0) on memory-capacity with delays up to 2n.
+    Its capacity should come close to n, the bound for a linear reservoir (Jaeger 2001): a
+    check of the fit and the task together, asserted by the tests and printed by
+    suites/asv/bench_esn.py."""
+    model = build_esn(
+        1,
+        n,
+        activation="identity",
+        spectral_radius=0.9,
+        input_scaling=0.1,
+        connectivity=1.0,
+        sparse=False,
+        seed=0,
+    )
+    task = make_task("memory-capacity", 4000, max_delay=2 * n)
+    return fit_esn(
+        model, task, np.random.default_rng(0), batch_size=8, ridge=1e-12, train_batches=2
+    )

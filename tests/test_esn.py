@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from seqbench.errors import ConfigError
-from seqbench.esn_fit import fit_esn
+from seqbench.esn_fit import fit_esn, linear_memory_capacity
 from seqbench.models.esn import build_esn, estimate_spectral_radius
 from seqbench.readout import Ridge, fit_ridge, free_run, warm_then_free_run
 from seqbench.tasks import make_task
@@ -367,18 +367,7 @@ def test_spectral_radius_is_hit(N, sparse, dist):
 
 def test_linear_reservoir_memory_capacity_is_close_to_n():
     N = 20
-    m = build_esn(
-        1,
-        N,
-        activation="identity",
-        spectral_radius=0.9,
-        input_scaling=0.1,
-        connectivity=1.0,
-        sparse=False,
-        seed=0,
-    )
-    task = make_task("memory-capacity", 4000, max_delay=2 * N)
-    r = fit_esn(m, task, np.random.default_rng(0), batch_size=8, ridge=1e-12, train_batches=2)
+    r = linear_memory_capacity(N)
     mc = r["metrics"]["memory_capacity"]
     assert r["metrics"]["memory_capacity_bound"] == N
     assert 0.9 * N < mc <= N + 0.5
