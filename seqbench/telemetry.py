@@ -1,5 +1,6 @@
 """Gradient-stability telemetry: global gradient norm, spectra of the recurrent matrices,
-the vanishing/exploding summary of a ||dL/dh_t|| profile, and the divergence guard.
+the vanishing/exploding summary of a ||dL/dh_t|| profile, and the divergence guard. (The
+gradient probe of the recurrence, with its own float64 pass, is seqbench.probe.)
 
 NumPy only; every function returns Python floats or bools, ready for a results row.
 
@@ -17,9 +18,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-# An exact zero in a ||dL/dh_t|| profile counts as this, so log-ratios stay finite.
-NORM_FLOOR = 1e-300
 
 
 def global_norm(grads: dict, keys) -> float:
@@ -86,19 +84,25 @@ def _sigma(b: np.ndarray) -> float:
 def grad_ratio_log10(dh_norms_row) -> float:
     """log10(||dL/dh_1|| / ||dL/dh_T||) of one (T,) profile, in input time order.
 
-    Negative: the gradient vanishes going back in time; positive: it explodes. Exact zeros
-    count as NORM_FLOOR (1e-300), so the result is finite for any finite profile: a gradient
-    that vanished completely before reaching step 1 reads about -300 - log10(||dL/dh_T||),
-    and an all-zero profile reads 0. NaN in either end gives NaN; Inf gives +-Inf (or NaN
-    for Inf / Inf).
+    Negative: the gradient vanishes going back in time; positive: it explodes. Zeros are not
+    floored: an exact 0 at step 1 (and not at T) gives -inf, an exact 0 at T (and not at 1)
+    +inf, both ends 0 NaN. NaN in either end gives NaN; Inf gives +-Inf (or NaN for Inf / Inf).
+    A float32 profile can only resolve what float32 holds: for ratios far below 1e-38 use the
+    float64 probe (seqbench.probe), whose log10 profile this function does not need.
     """
     row = np.asarray(dh_norms_row, dtype=np.float64)
     if row.ndim != 1 or row.size == 0:
         raise ValueError(f"a ||dL/dh_t|| profile must be a non-empty (T,) array, got {row.shape}")
     first, last = float(row[0]), float(row[-1])
-    if math.isnan(first) or math.isnan(last):
+    if math.isnan(first) or math.isnan(last) or (first == last and first in (0.0, math.inf)):
         return math.nan
-    return math.log10(max(first, NORM_FLOOR)) - math.log10(max(last, NORM_FLOOR))
+    return _log10(first) - _log10(last)
+
+
+def _log10(v: float) -> float:
+    if v == 0.0:
+        return -math.inf
+    return math.inf if math.isinf(v) else math.log10(v)
 
 
 def recurrent_summary(model) -> dict:

@@ -7,7 +7,6 @@ import pytest
 
 from seqbench import build_model
 from seqbench.telemetry import (
-    NORM_FLOOR,
     global_norm,
     grad_ratio_log10,
     is_finite,
@@ -99,10 +98,12 @@ def test_grad_ratio_of_geometric_profile():
     assert grad_ratio_log10([2.0]) == 0.0
 
 
-def test_grad_ratio_zeros_use_the_floor():
-    assert grad_ratio_log10([0.0, 0.5, 1.0]) == pytest.approx(math.log10(NORM_FLOOR))
-    assert grad_ratio_log10([1.0, 0.0]) == pytest.approx(-math.log10(NORM_FLOOR))
-    assert grad_ratio_log10([0.0, 0.0]) == 0.0
+def test_grad_ratio_zeros_are_not_floored():
+    """An exact zero is reported as one (+-inf), never as a floor such as -298."""
+    assert grad_ratio_log10([0.0, 0.5, 1.0]) == -math.inf
+    assert grad_ratio_log10([1.0, 0.0]) == math.inf
+    assert math.isnan(grad_ratio_log10([0.0, 0.0]))
+    assert grad_ratio_log10([1e-310, 1.0]) == pytest.approx(-310 + math.log10(1.0), abs=1e-3)
     assert math.isnan(grad_ratio_log10([np.nan, 1.0]))
     assert grad_ratio_log10([np.inf, 1.0]) == math.inf
 
