@@ -28,6 +28,19 @@ def _backward_buffers(p, x):
     return grads, np.zeros_like(x), np.zeros(x.shape[1], dtype=x.dtype)
 
 
+def _through_time(p, x, dout, dstate_n, step):
+    """The walk every backward shares, t = T-1 .. 0: add dout[:, t] to the gradient of the
+    first carried state (the layer's output), record its norm, then ``step(t, d, g, dx)``
+    fills g and dx[:, t] and returns the carried gradients d for step t-1 (as dstate_n)."""
+    g, dx, norms = _backward_buffers(p, x)
+    d = tuple(s.copy() for s in dstate_n)
+    for t in reversed(range(x.shape[1])):
+        d = (d[0] + dout[:, t], *d[1:])
+        norms[t] = _norms(d[0])
+        d = step(t, d, g, dx)
+    return g, dx, d, norms
+
+
 # ---------------------------------------------------------------- elman
 
 
@@ -45,12 +58,9 @@ def elman_forward(p, x, state0, opts):
 
 def elman_backward(p, cache, dout, dstate_n):
     x, h0, y, relu = cache
-    g, dx, norms = _backward_buffers(p, x)
-    T = x.shape[1]
-    dh = dstate_n[0].copy()
-    for t in reversed(range(T)):
-        dh = dh + dout[:, t]
-        norms[t] = _norms(dh)
+
+    def step(t, d, g, dx):
+        (dh,) = d
         h = y[:, t]
         h_prev = y[:, t - 1] if t > 0 else h0
         dz = dh * ((h > 0) if relu else (1.0 - h**2))
@@ -59,8 +69,9 @@ def elman_backward(p, cache, dout, dstate_n):
         g["bias_ih"] += dz.sum(0)
         g["bias_hh"] += dz.sum(0)
         dx[:, t] = dz @ p["weight_ih"]
-        dh = dz @ p["weight_hh"]
-    return g, dx, (dh,), norms
+        return (dz @ p["weight_hh"],)
+
+    return _through_time(p, x, dout, dstate_n, step)
 
 
 # ---------------------------------------------------------------- lstm
@@ -89,12 +100,9 @@ def lstm_forward(p, x, state0, opts):
 
 def lstm_backward(p, cache, dout, dstate_n):
     x, (h0, c0), y, cs, gs = cache
-    g_, dx, norms = _backward_buffers(p, x)
-    T = x.shape[1]
-    dh, dc = dstate_n[0].copy(), dstate_n[1].copy()
-    for t in reversed(range(T)):
-        dh = dh + dout[:, t]
-        norms[t] = _norms(dh)
+
+    def step(t, d, g_, dx):
+        dh, dc = d
         i, f, g, o = gs[t]
         c = cs[t]
         c_prev = cs[t - 1] if t > 0 else c0
@@ -111,9 +119,9 @@ def lstm_backward(p, cache, dout, dstate_n):
         g_["bias_ih"] += dz.sum(0)
         g_["bias_hh"] += dz.sum(0)
         dx[:, t] = dz @ p["weight_ih"]
-        dh = dz @ p["weight_hh"]
-        dc = dc * f
-    return g_, dx, (dh, dc), norms
+        return dz @ p["weight_hh"], dc * f
+
+    return _through_time(p, x, dout, dstate_n, step)
 
 
 # ---------------------------------------------------------------- gru
@@ -139,12 +147,9 @@ def gru_forward(p, x, state0, opts):
 
 def gru_backward(p, cache, dout, dstate_n):
     x, h0, y, saved = cache
-    g, dx, norms = _backward_buffers(p, x)
-    T = x.shape[1]
-    dh = dstate_n[0].copy()
-    for t in reversed(range(T)):
-        dh = dh + dout[:, t]
-        norms[t] = _norms(dh)
+
+    def step(t, d, g, dx):
+        (dh,) = d
         r, z, n, hn = saved[t]
         h_prev = y[:, t - 1] if t > 0 else h0
         dn = dh * (1 - z) * (1 - n**2)
@@ -157,8 +162,9 @@ def gru_backward(p, cache, dout, dstate_n):
         g["weight_hh"] += d_hid.T @ h_prev
         g["bias_hh"] += d_hid.sum(0)
         dx[:, t] = d_in @ p["weight_ih"]
-        dh = dh * z + d_hid @ p["weight_hh"]
-    return g, dx, (dh,), norms
+        return (dh * z + d_hid @ p["weight_hh"],)
+
+    return _through_time(p, x, dout, dstate_n, step)
 
 
 # ---------------------------------------------------------------- jordan
@@ -178,12 +184,9 @@ def jordan_forward(p, x, state0, opts):
 
 def jordan_backward(p, cache, dout, dstate_n):
     x, y0, y, hs = cache
-    g, dx, norms = _backward_buffers(p, x)
-    T = x.shape[1]
-    dy = dstate_n[0].copy()
-    for t in reversed(range(T)):
-        dy = dy + dout[:, t]
-        norms[t] = _norms(dy)
+
+    def step(t, d, g, dx):
+        (dy,) = d
         h = hs[t]
         y_prev = y[:, t - 1] if t > 0 else y0
         g["weight_hy"] += dy.T @ h
@@ -193,8 +196,9 @@ def jordan_backward(p, cache, dout, dstate_n):
         g["bias_ih"] += dz.sum(0)
         g["weight_yh"] += dz.T @ y_prev
         dx[:, t] = dz @ p["weight_ih"]
-        dy = dz @ p["weight_yh"]
-    return g, dx, (dy,), norms
+        return (dz @ p["weight_yh"],)
+
+    return _through_time(p, x, dout, dstate_n, step)
 
 
 LAYERS = {
