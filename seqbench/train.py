@@ -7,8 +7,10 @@ declared ``fitted`` (the echo-state network), whose "training" is a closed-form 
 
 from __future__ import annotations
 
+import copy
+import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -44,6 +46,12 @@ class Head:
             return y
         return y[:, -1] if self.readout == "last" else y.mean(axis=1)
 
+    def astype(self, dtype) -> Head:
+        """A copy with its parameters cast (the gradient probe's float64 head)."""
+        twin = copy.copy(self)
+        twin.params = {k: v.astype(dtype) for k, v in self.params.items()}
+        return twin
+
     def forward(self, y):
         return self._features(y) @ self.params["head.weight"].T + self.params["head.bias"]
 
@@ -68,6 +76,26 @@ class Head:
 
 
 # ---------------------------------------------------------------- trainer
+
+# Evaluation sees at least this many held-out sequences unless eval_batches is set to other
+# than its default (RunConfig cannot tell "left at 4" from "set to 4": 4 reads as "auto").
+EVAL_SEQUENCES = 1024
+_DEFAULT_EVAL_BATCHES = {f.name: f.default for f in fields(RunConfig)}["eval_batches"]
+
+
+def eval_batch_count(cfg: RunConfig) -> int:
+    """cfg.eval_batches, or for the default enough batches for EVAL_SEQUENCES sequences."""
+    if cfg.eval_batches != _DEFAULT_EVAL_BATCHES:
+        return cfg.eval_batches
+    return max(cfg.eval_batches, math.ceil(EVAL_SEQUENCES / cfg.batch_size))
+
+
+@dataclass
+class Evaluation:
+    loss: float  # mean of the per-batch losses, as before
+    metrics: dict
+    loss_se: float  # standard error of the loss over sequences (per-sequence losses)
+    sequences: int
 
 
 class Trainer:
@@ -94,6 +122,19 @@ class Trainer:
         self.keys = list(self.params)
         self.optimizer = make_optimizer(cfg.optimizer, self.params, cfg.lr)
         self.clip = parse_clip(cfg.clip)
+        self._probe = None
+
+    @property
+    def probe(self):
+        """The float64 gradient probe (seqbench.probe), built on first use."""
+        if self._probe is None:
+            from .probe import GradientProbe
+
+            self._probe = GradientProbe(self.cfg, self.task, self.cfg.batch_size)
+        return self._probe
+
+    def measure_probe(self):
+        return self.probe.measure(self.model.params, self.head)
 
     # -- one pass
 
@@ -135,16 +176,20 @@ class Trainer:
         grads.update(head_grads)
         return loss, grads, dh_norms
 
-    def evaluate(self):
-        losses, metrics = [], []
-        for _ in range(self.cfg.eval_batches):
+    def evaluate(self) -> Evaluation:
+        losses, metrics, per_sequence = [], [], []
+        for _ in range(eval_batch_count(self.cfg)):
             batch = self.task.generate(self.eval_rng, self.cfg.batch_size, split="test")
             y, _ = self._forward(batch.x.astype(self.dtype))
             out = self.head.forward(y)
             losses.append(self.task.loss(out, batch.y)[0])
             metrics.append(self.task.metrics(out, batch.y))
+            per_sequence.extend(self.task.loss(out[i : i + 1], batch.y[i : i + 1])[0]
+                                for i in range(len(out)))  # fmt: skip
         mean = {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
-        return float(np.mean(losses)), mean
+        n = len(per_sequence)
+        se = float(np.std(per_sequence, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+        return Evaluation(float(np.mean(losses)), mean, se, n)
 
 
 # ---------------------------------------------------------------- the loop
@@ -153,8 +198,10 @@ class Trainer:
 def run(cfg: RunConfig, progress=None) -> RunResult:
     """Train per ``cfg`` (validated here) and return the run's record and histories.
 
-    ``progress(step, loss, info)`` is called after every step; info holds the baseline and
-    the latest evaluation. Nothing is written here: see ``run_and_save``.
+    ``progress(step, loss, info)`` is called after every step; info holds the baseline, the
+    latest evaluation (eval_loss, eval_loss_se, eval_step: the step it was taken at, None
+    before the first) and whether the run is solved. Nothing is written here: see
+    ``run_and_save``.
     """
     from . import telemetry
 
@@ -165,9 +212,11 @@ def run(cfg: RunConfig, progress=None) -> RunResult:
     res = RunResult(record={})
     baseline = tr.task.baseline
     status, diverged_step, solved_step = "finished", None, None
-    eval_loss, eval_metrics = float("nan"), {}
-    step_times, clipped_steps, max_norm, grad_ratio = [], 0, 0.0, float("nan")
-    spectra = telemetry.recurrent_summary(tr.model)
+    ev, eval_step = None, None
+    step_times, clipped_steps, max_norm = [], 0, 0.0
+    # Before the first update: the probe of the recurrence and the spectra of W_hh.
+    init = _gradient_state(tr, telemetry)
+    latest, latest_step = init, 0
     t_start = time.perf_counter()
     step = 0
     for step in range(1, cfg.steps + 1):
@@ -199,31 +248,30 @@ def run(cfg: RunConfig, progress=None) -> RunResult:
             "seconds": step_times[-1],
         }
         if step % cfg.profile_every == 0 or step == 1:
-            grad_ratio = telemetry.grad_ratio_log10(dh_norms[0])
-            spectra = telemetry.recurrent_summary(tr.model)
-            row.update(spectra, grad_ratio_log10=grad_ratio)
+            latest, latest_step = _gradient_state(tr, telemetry), step
+            row.update(_history_columns(latest))
+            probe_logs = latest["probe"].log10_norms
             res.profiles.extend(
-                (step, u, t, float(v))
+                (step, u, t, float(v), float(probe_logs[u, t]))
                 for u, prof in enumerate(dh_norms)
                 for t, v in enumerate(prof)
             )
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            eval_loss, eval_metrics = tr.evaluate()
-            row.update(eval_loss=eval_loss)
-            if solved_step is None and tr.task.solved(eval_loss, eval_metrics):
+            ev, eval_step = tr.evaluate(), step
+            row.update(eval_loss=ev.loss, eval_loss_se=ev.loss_se)
+            if solved_step is None and tr.task.solved(ev.loss, ev.metrics):
                 solved_step = step
         res.history.append(row)
         if progress is not None:
-            progress(
-                step,
-                loss,
-                {"baseline": baseline, "eval_loss": eval_loss, "solved": solved_step is not None},
-            )
+            progress(step, loss, _progress_info(baseline, ev, eval_step, solved_step))
         if solved_step is not None and cfg.stop_when_solved:
             break
     train_seconds = time.perf_counter() - t_start
-    if status == "finished" and step not in (h["step"] for h in res.history if "eval_loss" in h):
-        eval_loss, eval_metrics = tr.evaluate()
+    if status == "finished" and eval_step != step:
+        ev = tr.evaluate()
+    if latest_step != len(step_times):  # the weights changed since the last probe
+        latest = _gradient_state(tr, telemetry)
+    done = ev if status == "finished" else None  # a diverged run has no final loss
     steady = step_times[1:] or step_times
     compile_seconds = max(step_times[0] - float(np.median(steady)), 0.0) if step_times else 0.0
     sps = 1.0 / float(np.median(steady)) if steady else float("nan")
@@ -232,22 +280,65 @@ def run(cfg: RunConfig, progress=None) -> RunResult:
         "status": status,
         "diverged_step": diverged_step,
         "steps_run": len(step_times),
-        "final_loss": eval_loss if status == "finished" else float("nan"),
+        "final_loss": done.loss if done else float("nan"),
+        "eval_loss_se": done.loss_se if done else float("nan"),
+        "eval_sequences": done.sequences if done else None,
         "baseline_loss": baseline,
         "solved": solved_step is not None,
         "solved_step": solved_step,
-        "metrics": eval_metrics,
+        "metrics": ev.metrics if ev else {},
         "train_seconds": train_seconds,
         "compile_seconds": compile_seconds,
         "steps_per_second": sps,
         "sequence_steps_per_second": sps * cfg.batch_size * tr.task.steps,
-        "grad_ratio_log10": grad_ratio,
         "clip_fraction": clipped_steps / max(len(step_times), 1),
         "max_preclip_norm": max_norm,
         "parameters": tr.model.parameters,
-        **spectra,
+        **_record_columns(init, latest),
     }
     return res
+
+
+def _gradient_state(tr: Trainer, telemetry) -> dict:
+    """The probe and the spectra of the recurrent matrices at the current weights."""
+    return {"probe": tr.measure_probe(), **telemetry.recurrent_summary(tr.model)}
+
+
+def _history_columns(state: dict) -> dict:
+    probe = state["probe"]
+    row = {
+        "grad_ratio_log10": probe.log_ratio,
+        "spectral_radius": state["spectral_radius"],
+        "max_singular_value": state["max_singular_value"],
+    }
+    if probe.note:
+        row["grad_probe_note"] = probe.note
+    return row
+
+
+def _record_columns(init: dict, final: dict) -> dict:
+    """*_init and *_final side by side; the unsuffixed columns hold the final values."""
+    out = {}
+    for name, key in (
+        ("grad_ratio_log10", None),
+        ("spectral_radius", "spectral_radius"),
+        ("max_singular_value", "max_singular_value"),
+    ):
+        a, b = (s["probe"].log_ratio if key is None else s[key] for s in (init, final))
+        out.update({name: b, f"{name}_init": a, f"{name}_final": b})
+    out["grad_probe_note_init"] = init["probe"].note
+    out["grad_probe_note_final"] = final["probe"].note
+    return out
+
+
+def _progress_info(baseline, ev, eval_step, solved_step) -> dict:
+    return {
+        "baseline": baseline,
+        "eval_loss": ev.loss if ev else float("nan"),
+        "eval_loss_se": ev.loss_se if ev else float("nan"),
+        "eval_step": eval_step,
+        "solved": solved_step is not None,
+    }
 
 
 def _config_columns(cfg: RunConfig, task) -> dict:
@@ -305,7 +396,7 @@ def run_and_save(cfg: RunConfig, out="results", progress=None) -> dict:
     }
     hist = pd.DataFrame(res.history) if res.history else None
     prof = (
-        pd.DataFrame(res.profiles, columns=["step", "layer_dir", "t", "dh_norm"])
+        pd.DataFrame(res.profiles, columns=["step", "layer_dir", "t", "dh_norm", "probe_log10"])
         if res.profiles
         else None
     )

@@ -152,3 +152,62 @@ def test_a_run_is_validated_once_on_its_way_in(monkeypatch, tmp_path):
     assert record["steps_run"] == TINY["steps"] and record["model"] == "gru"
     with pytest.raises(AssertionError, match="validated twice"):
         fresh.validated()
+
+
+# ----------------------------------------------------------------- probe and evaluation
+
+
+def test_record_carries_probe_and_spectra_at_init_and_end(tmp_path):
+    from seqbench import results
+
+    cfg = RunConfig(task="adding", model="elman", init="spectral:0.9", **TINY)
+    r = run(cfg)
+    rec = r.record
+    for name in ("grad_ratio_log10", "spectral_radius", "max_singular_value"):
+        assert np.isfinite(rec[f"{name}_init"]) and rec[name] == rec[f"{name}_final"]
+    assert rec["spectral_radius_init"] == pytest.approx(0.9, rel=1e-5)
+    assert rec["spectral_radius_final"] != rec["spectral_radius_init"]  # it trained
+    assert rec["grad_probe_note_init"] is None and rec["grad_probe_note_final"] is None
+    probed = [h for h in r.history if "grad_ratio_log10" in h]
+    assert [h["step"] for h in probed] == [1, 2, 4, 6]
+    assert probed[-1]["grad_ratio_log10"] == rec["grad_ratio_log10_final"]
+    assert all(len(row) == 5 and np.isfinite(row[4]) for row in r.profiles)
+    record = run_and_save(cfg, tmp_path)
+    df = results.load(tmp_path)
+    assert df.loc[0, "grad_ratio_log10_init"] == pytest.approx(record["grad_ratio_log10_init"])
+    prof = results.load_profiles(tmp_path)
+    assert prof["probe_log10"].notna().all() and len(prof) == 4 * 4
+
+
+def test_evaluation_sees_1024_sequences_by_default_and_reports_its_se():
+    from seqbench.train import eval_batch_count
+
+    assert eval_batch_count(RunConfig(batch_size=64)) == 16
+    assert eval_batch_count(RunConfig(batch_size=1000)) == 4  # the default stays a floor
+    assert eval_batch_count(RunConfig(batch_size=64, eval_batches=2)) == 2  # set: honoured
+    cfg = RunConfig(task="adding", model="gru", **{**TINY, "eval_batches": 5})
+    tr = Trainer(cfg.validated())
+    ev = tr.evaluate()
+    assert ev.sequences == 5 * 3 and ev.loss_se > 0
+    # the SE is that of per-sequence losses, whose mean is the (per-batch) eval loss
+    again = Trainer(cfg.validated())
+    per_seq = []
+    for _ in range(5):
+        batch = again.task.generate(again.eval_rng, 3, split="test")
+        out = again.head.forward(again._forward(batch.x)[0])
+        per_seq += [again.task.loss(out[i : i + 1], batch.y[i : i + 1])[0] for i in range(3)]
+    assert np.mean(per_seq) == pytest.approx(ev.loss, rel=1e-12)
+    assert ev.loss_se == pytest.approx(np.std(per_seq, ddof=1) / np.sqrt(15), rel=1e-12)
+    rec = run(cfg).record
+    assert rec["eval_sequences"] == 15 and rec["eval_loss_se"] > 0
+
+
+def test_probe_leaves_training_bit_identical():
+    """Training consumes the same batches and reaches the same weights with any cadence of
+    the probe: its pass draws nothing from the training generators and writes no weight."""
+    base = dict(task="copy-task", model="lstm", **{**TINY, "dtype": "float32", "steps": 8})
+    often = run(RunConfig(**{**base, "profile_every": 1}))
+    rarely = run(RunConfig(**{**base, "profile_every": 100}))
+    assert [h["loss"] for h in often.history] == [h["loss"] for h in rarely.history]
+    assert often.record["final_loss"] == rarely.record["final_loss"]
+    assert often.record["grad_ratio_log10_final"] == rarely.record["grad_ratio_log10_final"]

@@ -41,6 +41,8 @@ RUN_SCHEMA = {
     "status": _STR,  # one of STATUSES
     "diverged_step": _INT,
     "final_loss": _FLOAT,
+    "eval_loss_se": _FLOAT,  # standard error of final_loss over the evaluated sequences
+    "eval_sequences": _INT,  # held-out sequences behind final_loss
     "baseline_loss": _FLOAT,
     "loss_ratio": _FLOAT,  # final_loss / baseline_loss
     "solved": _BOOL,
@@ -51,12 +53,22 @@ RUN_SCHEMA = {
     "compile_seconds": _FLOAT,
     "steps_per_second": _FLOAT,
     "sequence_steps_per_second": _FLOAT,
-    # gradient stability
+    # gradient stability. The probe (seqbench.probe): log10 ||dL_T/dh_1|| / ||dL_T/dh_T||, L_T
+    # the loss at the last target step alone; -inf for an exact 0, with the reason in the note.
+    # The unsuffixed columns hold the final values, as *_final does.
     "grad_ratio_log10": _FLOAT,
+    "grad_ratio_log10_init": _FLOAT,  # before the first update
+    "grad_ratio_log10_final": _FLOAT,  # at the end of training
+    "grad_probe_note_init": _STR,  # why the ratio is not a finite number, when it is not
+    "grad_probe_note_final": _STR,
     "clip_fraction": _FLOAT,
     "max_preclip_norm": _FLOAT,
     "spectral_radius": _FLOAT,
+    "spectral_radius_init": _FLOAT,
+    "spectral_radius_final": _FLOAT,
     "max_singular_value": _FLOAT,
+    "max_singular_value_init": _FLOAT,
+    "max_singular_value_final": _FLOAT,
     "parameters": _INT,
     # environment
     "started_at": _STR,  # UTC, ISO 8601
@@ -72,4 +84,12 @@ HISTORY_SCHEMA = {
     "clipped": _BOOL,
     "seconds": _FLOAT,
 }
-PROFILE_SCHEMA = {"run_id": _STR, "step": _INT, "layer_dir": _STR, "t": _INT, "dh_norm": _FLOAT}
+# dh_norm: the training gradient's ||dL/dh_t||; probe_log10: log10 ||dL_T/dh_t|| of the probe
+PROFILE_SCHEMA = {
+    "run_id": _STR,
+    "step": _INT,
+    "layer_dir": _STR,
+    "t": _INT,
+    "dh_norm": _FLOAT,
+    "probe_log10": _FLOAT,
+}
