@@ -10,11 +10,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 
 class TrainingProgress:
-    """A progress bar with the live loss against the task's memoryless baseline."""
+    """A progress bar with the live loss against the task's memoryless baseline (on a
+    terminal's stderr), and one plain line per evaluation when stdout is not a terminal (a
+    log file, a pipe, a batch job), so that a long run is never silent for minutes."""
 
     def __init__(self, cfg, enabled=True):
         self.cfg = cfg
         self.enabled = enabled and sys.stderr.isatty()
+        self.lines = enabled and not sys.stdout.isatty()
         self._progress = None
 
     def __enter__(self):
@@ -34,10 +37,13 @@ class TrainingProgress:
         return self
 
     def __call__(self, step, loss, info):
+        if self.lines and info.get("eval_step") == step:
+            print(evaluation_line(step, self.cfg.steps, loss, info), flush=True)
         if self._progress is None:
             return
         ev = info.get("eval_loss", float("nan"))
-        status = f"loss {loss:.4f}  eval {ev:.4f}  baseline {info['baseline']:.4f}"
+        shown = "–" if info.get("eval_step") is None else f"{ev:.4f}"
+        status = f"loss {loss:.4f}  eval {shown}  baseline {info['baseline']:.4f}"
         if info.get("solved"):
             status += "  [green]solved"
         self._progress.update(self._task, completed=step, status=status)
@@ -46,6 +52,17 @@ class TrainingProgress:
         if self._progress is not None:
             self._progress.__exit__(*exc)
         return False
+
+
+def evaluation_line(step, steps, loss, info) -> str:
+    """One evaluation as a plain line: step, training loss, eval loss (SE), baseline."""
+    se = info.get("eval_loss_se")
+    se = f" ± {se:.2g}" if se is not None and math.isfinite(se) else ""
+    line = (
+        f"step {step}/{steps}  loss {loss:.4f}  eval loss {info['eval_loss']:.4f}{se}  "
+        f"baseline {info['baseline']:.4f}"
+    )
+    return line + ("  solved" if info.get("solved") else "")
 
 
 def _fmt(v, spec=".4g"):
@@ -74,13 +91,41 @@ def _fitted(model: str) -> bool:
     return kind is not None and kind.fitted
 
 
+def solved_rule(task: str) -> str | None:
+    """The task's bar for "solved", in words: its ``solved_rule`` if it declares one, else
+    the first line of its ``solved`` docstring; None when neither says it."""
+    from .tasks import TASKS, Task, _task_class
+
+    if task not in TASKS:
+        return None
+    try:
+        cls = _task_class(task)
+    except ImportError:
+        return None
+    rule = getattr(cls, "solved_rule", None)
+    if rule:
+        return rule
+    if cls.solved is Task.solved:
+        return "eval loss < 0.1 x baseline"
+    doc = (cls.solved.__doc__ or "").strip().splitlines()
+    if not doc:
+        return None
+    first = doc[0].rstrip(".")
+    return first[0].lower() + first[1:] if first[1:2].islower() else first  # "MSE" stays
+
+
 def _outcome(r: dict) -> str:
     if r["status"] == "diverged":
         return f"DIVERGED at step {r['diverged_step']} (NaN/Inf in loss or gradients)"
     ratio = r["final_loss"] / r["baseline_loss"] if r["baseline_loss"] else float("nan")
     state = f"SOLVED at step {r['solved_step']}" if r["solved"] else "not solved"
+    rule = solved_rule(r["task"])
+    if rule:
+        state += f" (solved = {rule})"
+    se, n = r.get("eval_loss_se"), r.get("eval_sequences")
+    spread = f" ± {_fmt(se, '.2g')} (SE over {n} sequences)" if n and se is not None else ""
     line = (
-        f"{state}: eval loss {_fmt(r['final_loss'])} vs memoryless baseline "
+        f"{state}: eval loss {_fmt(r['final_loss'])}{spread} vs memoryless baseline "
         f"{_fmt(r['baseline_loss'])} ({_fmt(ratio, '.3f')}x)"
     )
     metrics = r.get("metrics") or {}
@@ -94,15 +139,38 @@ def _outcome(r: dict) -> str:
 def _gradient_lines(r: dict) -> list[str]:
     speed = (
         f"{r['steps_run']} steps in {r['train_seconds']:.1f} s "
-        f"({_fmt(r.get('steps_per_second'), '.1f')} steps/s, "
+        f"({_fmt(r.get('steps_per_second'), '.1f')} steps/s excl. compile, "
         f"compile {_fmt(r.get('compile_seconds'), '.1f')} s)"
     )
-    grad = (
-        f"gradient: log10 ||dL/dh_1||/||dL/dh_T|| = {_fmt(r.get('grad_ratio_log10'), '.2f')}, "
-        f"spectral radius W_hh {_fmt(r.get('spectral_radius'), '.3f')}, "
-        f"clipped {100 * (r.get('clip_fraction') or 0):.0f}% of steps"
-    )
-    return [speed, grad]
+    return [speed, *_probe_lines(r)]
+
+
+def _probe_lines(r: dict) -> list[str]:
+    """The recurrence's gradient probe and W_hh's spectrum, at init and at the end."""
+
+    def change(name, spec, words):
+        init, final = r.get(f"{name}_init"), r.get(f"{name}_final", r.get(name))
+        if init is None:  # a record from before *_init existed
+            return _fmt(final, spec)
+        if words:
+            return f"{_fmt(init, spec)} at init, {_fmt(final, spec)} at the end"
+        return f"{_fmt(init, spec)} -> {_fmt(final, spec)}"
+
+    ratio = change("grad_ratio_log10", ".2f", True)
+    radius = change("spectral_radius", ".3g", False)
+    sigma = change("max_singular_value", ".3g", False)
+    clipped = 100 * (r.get("clip_fraction") or 0)
+    lines = [
+        "gradient probe log10 ||dL_T/dh_1||/||dL_T/dh_T|| (L_T: the loss at the last step; "
+        f"below 0: the gradient vanishes going back in time): {ratio}",
+        f"spectral radius W_hh {radius}, largest singular value {sigma}; "
+        f"clipped {clipped:.0f}% of steps",
+    ]
+    for when in ("init", "final"):
+        note = r.get(f"grad_probe_note_{when}")
+        if isinstance(note, str) and note:
+            lines.append(f"  probe at {'init' if when == 'init' else 'the end'}: {note}")
+    return lines
 
 
 def _fitted_lines(r: dict) -> list[str]:

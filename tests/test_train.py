@@ -211,3 +211,43 @@ def test_probe_leaves_training_bit_identical():
     assert [h["loss"] for h in often.history] == [h["loss"] for h in rarely.history]
     assert often.record["final_loss"] == rarely.record["final_loss"]
     assert often.record["grad_ratio_log10_final"] == rarely.record["grad_ratio_log10_final"]
+
+
+# ----------------------------------------------------------------- what a person reads
+
+
+def test_verdict_names_the_bar_the_probe_and_the_speed_basis():
+    from seqbench.console import solved_rule, verdict_lines
+
+    assert solved_rule("copy-task") == (
+        "loss below a tenth of the baseline, or every recalled symbol right"
+    )
+    assert solved_rule("adding") == "MSE below a tenth of the baseline"
+    assert solved_rule("narma10") == "eval loss < 0.1 x baseline"  # Task.solved's own bar
+    rec = run(RunConfig(task="adding", model="elman", **TINY)).record
+    text = "\n".join(verdict_lines(rec))
+    assert "(solved = MSE below a tenth of the baseline)" in text
+    assert f"(SE over {rec['eval_sequences']} sequences)" in text
+    assert "steps/s excl. compile" in text
+    init, final = rec["grad_ratio_log10_init"], rec["grad_ratio_log10_final"]
+    assert f"{init:.2f} at init, {final:.2f} at the end" in text
+    radius = f"{rec['spectral_radius_init']:.3g} -> {rec['spectral_radius_final']:.3g}"
+    assert f"spectral radius W_hh {radius}" in text
+    dead = {**rec, "grad_ratio_log10_final": float("-inf"), "grad_probe_note_final": "why"}
+    assert "-inf at the end" in "\n".join(verdict_lines(dead))
+    assert "probe at the end: why" in "\n".join(verdict_lines(dead))
+
+
+def test_without_a_terminal_a_run_prints_one_line_per_evaluation(capsys, monkeypatch):
+    from seqbench.console import TrainingProgress
+
+    cfg = RunConfig(task="adding", model="gru", **TINY).validated()
+    monkeypatch.setattr("sys.stdout.isatty", lambda: False, raising=False)
+    with TrainingProgress(cfg) as progress:
+        run(cfg, progress=progress)
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split()[1] for ln in lines] == ["3/6", "6/6"]
+    assert all("eval loss" in ln and "±" in ln and "baseline 0.1667" in ln for ln in lines)
+    with TrainingProgress(cfg, enabled=False) as progress:  # --quiet: silent
+        run(cfg, progress=progress)
+    assert capsys.readouterr().out == ""
