@@ -55,6 +55,8 @@ def _add_run(sub):
     p.add_argument("--bidirectional", action="store_true")
     p.add_argument("--nonlinearity", default=None, help="elman: tanh or relu")
     p.add_argument("--no-early-stop", action="store_true", help="train all steps when solved")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="run N seeds: --seed, --seed+1, ..., each its own run")  # fmt: skip
     p.add_argument("--out", default="results", help="results directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
@@ -75,15 +77,28 @@ def _run_config(a):
 
 
 def cmd_run(a) -> int:
+    import dataclasses
+
     from . import results
     from .console import TrainingProgress, print_verdict
     from .train import run_and_save
 
     cfg = _run_config(a)
+    if a.seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {a.seeds}")
     results.check_writable(a.out)
-    with TrainingProgress(cfg, enabled=not a.quiet) as progress:
-        record = run_and_save(cfg, a.out, progress=progress)
-    print_verdict(record, a.out)
+    ids = []
+    for i in range(a.seeds):
+        seeded = dataclasses.replace(cfg, seed=cfg.seed + i).validated()
+        with TrainingProgress(seeded, enabled=not a.quiet) as progress:
+            record = run_and_save(seeded, a.out, progress=progress)
+        print_verdict(record, a.out)
+        ids.append(record["run_id"])
+    if a.seeds > 1:
+        df = results.load(a.out)
+        df = df[df["run_id"].isin(ids)]
+        print(f"seeds {cfg.seed}..{cfg.seed + a.seeds - 1}: " + results.seeds_line(
+            results.by_seed(df.assign(group=0), "group")))  # fmt: skip
     return 0
 
 
@@ -106,8 +121,19 @@ def cmd_list(a) -> int:
 def _add_results(sub):
     p = sub.add_parser("results", help="comparison tables of recorded runs")
     p.add_argument("--out", default="results", help="results directory")
-    p.add_argument("--by", default="task,model,seq_len", help="comma-separated row keys")
+    p.add_argument("--by", default="task,model,seq_len",
+                   help="comma-separated leading row keys; every other config column that "
+                        "varies (not the seed) splits rows too")  # fmt: skip
+    p.add_argument("--pool", action="append", default=[], metavar="COLUMN",
+                   help="pool runs over this config column (repeatable)")  # fmt: skip
+    p.add_argument("--best-of", default=None, metavar="COLUMN",
+                   help="per group of everything else, keep the runs at the best value of "
+                        "COLUMN (lr): fewest diverged, then lowest mean eval loss")  # fmt: skip
     p.set_defaults(func=cmd_results)
+
+
+def _names(text: str) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()]
 
 
 def cmd_results(a) -> int:
@@ -117,8 +143,18 @@ def cmd_results(a) -> int:
     if df.empty:
         print(f"no runs in {a.out}/ yet: try 'seqbench run copy-task --model gru'")
         return 0
-    by = [c.strip() for c in a.by.split(",") if c.strip()]
-    print(results.render_table(results.compare(df, by=by), title=f"{len(df)} runs in {a.out}/"))
+    by, pool = _names(a.by), [c for text in a.pool for c in _names(text)]
+    title = f"{len(df)} runs in {a.out}/"
+    if a.best_of:
+        df = results.best_of(df, a.best_of, pool)
+        title += f", {len(df)} at the best {a.best_of}"
+        by = by if a.best_of in by else [*by, a.best_of]
+    keys = results.group_keys(df, lead=by, pool=pool)
+    table = results.seed_cells(results.by_seed(df, keys))
+    if a.best_of:
+        table = table.rename_axis(index={a.best_of: f"best {a.best_of}"})
+    print(results.render_table(table, title=title), end="")
+    print("\n".join(results.seed_caption(pool, a.best_of)))
     return 0
 
 

@@ -27,6 +27,10 @@ def _row(model, T, seed, solved, step=None, ratio=1.0, sps=10.0, clip="norm:1", 
     }  # fmt: skip
 
 
+LOSS = "copy-task: final loss / baseline, mean [95% interval] over seeds"
+SOLVED = "copy-task: runs solved (model x T, over seeds)"
+
+
 def test_which_model_solves_which_length_table():
     df = pd.DataFrame(
         [
@@ -40,26 +44,61 @@ def test_which_model_solves_which_length_table():
         ]
     )
     tables = report.summary_tables(df)
-    solved = tables["copy-task: runs solved (model x T, over seeds)"]
+    solved = tables[SOLVED]
     assert solved.loc["elman", "T=10"] == "1/2" and solved.loc["elman", "T=50"] == "0/2"
-    assert solved.loc["lstm", "T=10"] == "2/2" and solved.loc["lstm", "T=50"] == "-"
+    assert solved.loc["lstm", "T=10"] == "2/2" and solved.loc["lstm", "T=50"] == "–"
     assert solved.loc["lstm-bi", "T=50"] == "1/1"
     steps = tables["copy-task: median steps to solve"]
-    assert steps.loc["lstm", "T=10"] == 150 and math.isnan(steps.loc["elman", "T=50"])
-    ratio = tables["copy-task: median final loss / baseline"]
-    assert ratio.loc["elman", "T=50"] == math.inf  # a diverged run counts as infinitely bad
-    assert tables["copy-task: median steps per second"].loc["lstm", "T=10"] == 6
+    assert steps.loc["lstm", "T=10"] == "150" and steps.loc["elman", "T=50"] == "–"
+    loss = tables[LOSS]
+    # mean 0.475 of 0.05 and 0.9, half-width t(0.975, 1) * s / sqrt(2) = 12.706 * 0.425
+    assert loss.loc["elman", "T=10"] == "0.475 [-4.93, 5.88]"
+    assert loss.loc["elman", "T=50"] == "1, 1 diverged"  # one seed left: no interval
+    assert loss.loc["lstm-bi", "T=50"] == "0.08"
+    assert "95% t interval" in " ".join(loss.attrs["notes"])
+    assert tables["copy-task: median steps per second"].loc["lstm", "T=10"] == "6"
     assert not any(k.startswith("clipping") for k in tables)  # one clip setting
 
     df.loc[[1, 3], "clip"] = "none"
     tables = report.summary_tables(df)
-    assert list(tables["copy-task: runs solved (model x T, over seeds)"].index.names) == [
-        "label",
-        "clip",
-    ]
+    assert list(tables[SOLVED].index.names) == ["label", "clip"]
     clipping = tables["clipping: divergence and solve rates"]
-    assert clipping.loc[("copy-task", "elman", "none"), "diverged_rate"] == 0.5
-    assert clipping.loc[("copy-task", "elman", "norm:1"), "diverged_rate"] == 0.0
+    # per T as well: T=10 and T=50 are never pooled (they were before: 'elman none' read 1/2)
+    assert clipping.loc[("copy-task", "elman", 10, "none"), "diverged"] == "0/1"
+    assert clipping.loc[("copy-task", "elman", 50, "none"), "diverged"] == "1/1"
+    assert clipping.loc[("copy-task", "elman", 50, "norm:1"), "diverged"] == "0/1"
+
+
+def test_clipped_and_unclipped_runs_are_not_pooled_unless_asked():
+    """The README's old 1.32x for Elman at T=10 was the median of a clipped 1.00 and an
+    unclipped 1.64; now each is its own row, and --pool clip says it pooled."""
+    df = pd.DataFrame([_row("elman", 10, 0, False, ratio=1.64, clip="none"),
+                       _row("elman", 10, 0, False, ratio=1.00, clip="norm:1")])  # fmt: skip
+    loss = report.summary_tables(df)[LOSS]
+    assert loss.loc[("elman", "none"), "T=10"] == "1.64"
+    assert loss.loc[("elman", "norm:1"), "T=10"] == "1"
+    pooled = report.summary_tables(df, pool=["clip"])[LOSS]
+    assert pooled.loc["elman", "T=10"].startswith("1.32 [")
+    assert any("pooled over seeds and clip" in n for n in pooled.attrs["notes"])
+
+
+def test_best_lr_per_cell_and_fails_at_the_best_rate():
+    rows = []
+    for lr, ratios, solved in ((0.1, (0.2, 0.3), (True, True)), (0.01, (0.9, 1.0), (False,) * 2)):
+        for seed, (ratio, ok) in enumerate(zip(ratios, solved, strict=True)):
+            r = _row("gru", 10, seed, ok, 50 if ok else None, ratio)
+            rows.append({**r, "lr": lr, "final_loss": ratio})
+    # at T=50 the large rate diverges in one seed: the small one is best there
+    for lr, status in ((0.1, "diverged"), (0.1, "finished"), (0.01, "finished"), (0.01, "finished")):
+        r = _row("gru", 50, len(rows) % 2, False, None, 0.7, status=status)
+        rows.append({**r, "lr": lr, "final_loss": 0.7})
+    tables = report.summary_tables(pd.DataFrame(rows))
+    best = tables["copy-task: best lr"]
+    assert best.loc["gru", "T=10"] == "0.1" and best.loc["gru", "T=50"] == "0.01"
+    solved = tables[SOLVED]
+    assert list(solved.index) == ["gru"]  # lr is the choice, not a row key
+    assert solved.loc["gru", "T=10"] == "2/2" and solved.loc["gru", "T=50"] == "0/2"
+    assert any("best lr" in n for n in solved.attrs["notes"])
 
 
 def test_model_labels_show_only_the_options_that_vary():

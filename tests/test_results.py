@@ -79,6 +79,7 @@ def make_profiles():
             "layer_dir": ["l0", "l0", "l0_reverse", "l0_reverse"],
             "t": [0, 1, 0, 1],
             "dh_norm": [0.5, 1.0, 0.25, 1.0],
+            "probe_log10": [-0.3, 0.0, -0.6, 0.0],
         }
     )
 

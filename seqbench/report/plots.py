@@ -124,50 +124,79 @@ def plot_gradients(picked: pd.DataFrame, profiles: pd.DataFrame, path: Path) -> 
     return True
 
 
-def plot_success(d: pd.DataFrame, path: Path) -> bool:
-    """Per task against T: the fraction of runs solved (top) and the median final loss over
-    the baseline (bottom, which still tells the models apart where none solves); one line per
-    model, and per clipping setting if it varies."""
-    from ..results import compare
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
+
+def plot_success(d: pd.DataFrame, path: Path, pool=()) -> bool:
+    """Per task against T: the fraction of runs solved (top) and the mean final loss over the
+    baseline with its 95% t interval (bottom, which still tells the models apart where none
+    solves); one line per row of the report's tables (model, and clipping or whatever else
+    varies), each with its own marker and nudged sideways so that equal lines stay visible."""
     d = d[d["status"].notna()]
     tasks = sorted(d["task"].unique())
     if not tasks:
         return False
-    clip_varies = d["clip"].nunique() > 1
-    clip_style = {c: STYLES[i % len(STYLES)] for i, c in enumerate(sorted(d["clip"].unique()))}
     colours = _colours(d["label"])
-    fig = _figure(4.4 * len(tasks) + 1.8, 5.6)
+    fig = _figure(4.4 * len(tasks) + 2.4, 5.6)
     axes = fig.subplots(2, len(tasks), squeeze=False, sharex="col")
-    by = ["label", "clip"] if clip_varies else ["label"]
     for col, task in enumerate(tasks):
-        sel = d[d["task"] == task]
-        table = compare(sel, by=[*by, "seq_len"], values=["solved_rate", "loss_ratio_median"])
-        for key, rows in table.groupby(level=list(range(len(by))), sort=True):
-            key = key if isinstance(key, tuple) else (key,)
-            ts = rows.index.get_level_values("seq_len").astype(float)
-            style = dict(marker="o", color=colours[key[0]],
-                         ls=clip_style[key[1]] if clip_varies else "-",
-                         label=key[0] + (f", clip {key[1]}" if clip_varies else ""))  # fmt: skip
-            axes[0][col].plot(ts, rows["solved_rate"].to_numpy(), **style)
-            axes[1][col].plot(ts, rows["loss_ratio_median"].to_numpy(), **style)
-        axes[0][col].set_ylim(-0.05, 1.05)
+        _success_panels(axes[0][col], axes[1][col], d[d["task"] == task], colours, list(pool))
         axes[0][col].set_title(task, fontsize=10)
-        axes[1][col].axhline(1.0, color="k", ls="--", lw=1)
-        axes[1][col].set_yscale("log")
-        _plain_log_ticks(axes[1][col].yaxis)
-        ts = sorted(sel["seq_len"].dropna().astype(int).unique())
-        if len(ts) > 1 and ts[-1] / max(ts[0], 1) >= 8:
-            axes[1][col].set_xscale("log")
-            axes[1][col].minorticks_off()
-        axes[1][col].set_xticks(ts, [str(t) for t in ts])
-        axes[1][col].set_xlabel("T")
     axes[0][0].set_ylabel("fraction of runs solved")
-    axes[1][0].set_ylabel("final loss / baseline (median)")
+    axes[1][0].set_ylabel("final loss / baseline (mean)")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", fontsize=9)
     fig.savefig(path)
     return True
+
+
+def _success_panels(top, bottom, sel: pd.DataFrame, colours: dict, pool: list) -> None:
+    import numpy as np
+
+    from ..results import by_seed
+    from .tables import choose_best, row_keys
+
+    sel, best = choose_best(sel, pool, "lr")
+    rows = row_keys(sel, pool=[*pool, best] if best else pool)
+    stats = by_seed(sel, [*rows, "seq_len"])
+    series = list(stats.groupby(level=list(range(len(rows))), sort=True))
+    ts = sorted(sel["seq_len"].dropna().astype(int).unique())
+    log_x = len(ts) > 1 and ts[-1] / max(ts[0], 1) >= 8
+    for k, (key, part) in enumerate(series):
+        key = key if isinstance(key, tuple) else (key,)
+        nudge = (k - (len(series) - 1) / 2) * 0.025  # of a step between Ts (log or linear)
+        t = part.index.get_level_values("seq_len").to_numpy(dtype=float)
+        x = t * 10 ** (nudge * _step(ts, log=True)) if log_x else t + nudge * _step(ts)
+        extra = ", ".join(f"{c} {v}" for c, v in zip(rows[1:], key[1:], strict=True))
+        style = dict(marker=MARKERS[k % len(MARKERS)], color=colours[key[0]], ms=6, alpha=0.9,
+                     ls=STYLES[k // len(MARKERS) % len(STYLES)],
+                     label=str(key[0]) + (f", {extra}" if extra else ""))  # fmt: skip
+        top.plot(x, (part["solved"] / part["runs"]).to_numpy(dtype=float), **style)
+        mean = part["loss_ratio_mean"].to_numpy(dtype=float)
+        low = part["loss_ratio_low"].to_numpy(dtype=float)  # NaN for one seed: no bar
+        low = np.where(np.isnan(low), mean, np.fmax(low, mean / 100))  # a log axis ends at 0
+        high = part["loss_ratio_high"].to_numpy(dtype=float)
+        high = np.where(np.isnan(high), mean, high)
+        err = np.nan_to_num(np.vstack([mean - low, high - mean]), nan=0.0)
+        bottom.errorbar(x, mean, yerr=err, capsize=2, lw=1, **style)
+    top.set_ylim(-0.05, 1.05)
+    bottom.axhline(1.0, color="k", ls="--", lw=1)
+    bottom.set_yscale("log")
+    _plain_log_ticks(bottom.yaxis)
+    if log_x:
+        bottom.set_xscale("log")
+        bottom.minorticks_off()
+    bottom.set_xticks(ts, [str(t) for t in ts])
+    bottom.set_xlabel("T")
+
+
+def _step(ts: list, log: bool = False) -> float:
+    """The smallest gap between neighbouring Ts (in log10 units on a log axis), or 1."""
+    import numpy as np
+
+    v = np.log10(ts) if log else np.asarray(ts, dtype=float)
+    gaps = np.diff(v)
+    return float(gaps.min()) if len(gaps) else 1.0
 
 
 def _plain_log_ticks(axis) -> None:
@@ -177,6 +206,9 @@ def _plain_log_ticks(axis) -> None:
     from matplotlib.ticker import FuncFormatter
 
     def minor(v, _):
+        low, high = axis.get_view_interval()
+        if low <= 0 or high / low > 30:  # over 1.5 decades the minor labels would collide
+            return ""
         lead = round(v / 10 ** math.floor(math.log10(v))) if v > 0 else 0
         return f"{v:g}" if lead in (2, 3, 5) else ""
 

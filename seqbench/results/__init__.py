@@ -14,12 +14,14 @@ files exist. Missing values are pd.NA in the nullable columns (Int64, boolean, s
 NaN in the float columns.
 
 Modules: schema (layout, columns, dtypes), identity (run ids), provenance (environment, time),
-storage (atomic writes), loading (DataFrames), summaries (compare), display (text tables),
+storage (atomic writes), loading (DataFrames), summaries (compare; by seed, best of),
+intervals (95% t intervals over seeds), display (text tables),
 sweeplog (the sweep log).
 """
 
-from .display import render_table, to_rich_table
+from .display import render_table, seed_caption, seed_cells, seeds_line, to_rich_table
 from .identity import run_id
+from .intervals import Interval, t_interval
 from .loading import completed_run_ids, load, load_history, load_profiles
 from .provenance import environment, utc_now
 from .schema import (
@@ -35,7 +37,15 @@ from .schema import (
     STATUSES,
 )
 from .storage import check_writable, write_run
-from .summaries import SUMMARIES, compare
+from .summaries import (
+    CONFIG_KEYS,
+    PROBE_COLUMNS,
+    SUMMARIES,
+    best_of,
+    by_seed,
+    compare,
+    group_keys,
+)
 from .sweeplog import SWEEP_LOG, append_sweep_log, load_sweep_log
 
 __all__ = [
@@ -61,6 +71,16 @@ __all__ = [
     "load_history",
     "load_profiles",
     "compare",
+    "CONFIG_KEYS",
+    "PROBE_COLUMNS",
+    "group_keys",
+    "by_seed",
+    "best_of",
+    "Interval",
+    "t_interval",
+    "seed_cells",
+    "seed_caption",
+    "seeds_line",
     "to_rich_table",
     "render_table",
     "append_sweep_log",

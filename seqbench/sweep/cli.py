@@ -80,7 +80,10 @@ def _print_summary(suite: Suite, out: Path, report: SweepReport) -> None:
     df = df[df["run_id"].isin(suite.run_ids())]
     for title, table in summary_tables(df).items():
         print(title)
-        print(results.render_table(table))
+        print(results.render_table(table), end="")
+        for note in table.attrs.get("notes", []):
+            print(f"  {note}")
+        print()
     t = report.timing
     line = (f"{len(report.finished)} runs done now, {report.skipped} were already done, "
             f"{len(report.failed)} failed, {report.retries} retried; "
