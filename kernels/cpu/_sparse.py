@@ -46,6 +46,25 @@ def _sparse_ir(context, builder, signature, args, lanes):
     return dt.bitwidth // 8, fty, vty, arrays, fma
 
 
+def _sparse_intrinsic(ndim, lanes, emit):
+    """An intrinsic f(x, idx, dat, out, i, k0, k1) (the arrays as ``_sparse_signature`` takes
+    them): the shared start of its IR (``_sparse_ir``), then emit(builder, size, fty, vty,
+    (X, IDX, DAT, OUT), fma, i, k0, k1) writes the rest."""
+
+    @intrinsic
+    def sparse(typingctx, x, idx, dat, out, i, k0, k1):
+        sig = _sparse_signature(x, idx, dat, out, ndim)
+
+        def codegen(context, builder, signature, args):
+            start = _sparse_ir(context, builder, signature, args, lanes)
+            emit(builder, *start, *args[4:])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return sparse
+
+
 def make_sparse_row(width, group):
     """An intrinsic row(x, idx, dat, out, i, k0, k1) for sparse x dense products:
 
@@ -57,45 +76,35 @@ def make_sparse_row(width, group):
     never wait on each other's latency; all of it stays in registers for the whole row,
     which LLVM's vectorisers do not manage for a loop nest (they keep the row in memory)."""
 
-    @intrinsic
-    def row(typingctx, x, idx, dat, out, i, k0, k1):
-        sig = _sparse_signature(x, idx, dat, out, 2)
+    def emit(builder, size, fty, vty, arrays, fma, i, k0, k1):
+        X, IDX, DAT, OUT = arrays
+        i64 = ir.IntType(64)
+        optr = builder.bitcast(
+            builder.gep(OUT.data, [builder.mul(i, ir.Constant(i64, width))]),
+            vty.as_pointer(),
+        )
+        zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * width)
+        init = [builder.load(optr, align=size)] + [zero] * (group - 1)
+        undef = ir.Constant(vty, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(ir.IntType(32), width), [0] * width)
 
-        def codegen(context, builder, signature, args):
-            size, fty, vty, (X, IDX, DAT, OUT), fma = _sparse_ir(
-                context, builder, signature, args, width
-            )
-            i64 = ir.IntType(64)
-            i, k0, k1 = args[4:]
-            optr = builder.bitcast(
-                builder.gep(OUT.data, [builder.mul(i, ir.Constant(i64, width))]),
-                vty.as_pointer(),
-            )
-            zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * width)
-            init = [builder.load(optr, align=size)] + [zero] * (group - 1)
-            undef = ir.Constant(vty, ir.Undefined)
-            splat = ir.Constant(ir.VectorType(ir.IntType(32), width), [0] * width)
+        def step(k, accs):
+            new = []
+            for u in range(group):
+                ku = builder.add(k, ir.Constant(i64, u))
+                j = builder.zext(builder.load(builder.gep(IDX.data, [ku])), i64)
+                xrow = builder.gep(X.data, [builder.mul(j, ir.Constant(i64, width))])
+                xv = builder.load(builder.bitcast(xrow, vty.as_pointer()), align=size)
+                w = builder.load(builder.gep(DAT.data, [ku]))
+                w = builder.insert_element(undef, w, ir.Constant(ir.IntType(32), 0))
+                w = builder.shuffle_vector(w, undef, splat)
+                new.append(builder.call(fma, [w, xv, accs[u]]))
+            return new
 
-            def step(k, accs):
-                new = []
-                for u in range(group):
-                    ku = builder.add(k, ir.Constant(i64, u))
-                    j = builder.zext(builder.load(builder.gep(IDX.data, [ku])), i64)
-                    xrow = builder.gep(X.data, [builder.mul(j, ir.Constant(i64, width))])
-                    xv = builder.load(builder.bitcast(xrow, vty.as_pointer()), align=size)
-                    w = builder.load(builder.gep(DAT.data, [ku]))
-                    w = builder.insert_element(undef, w, ir.Constant(ir.IntType(32), 0))
-                    w = builder.shuffle_vector(w, undef, splat)
-                    new.append(builder.call(fma, [w, xv, accs[u]]))
-                return new
+        final = _accumulating_loop(builder, "row", k0, k1, group, init, step)
+        builder.store(_pairwise_sum(builder, final), optr, align=size)
 
-            final = _accumulating_loop(builder, "row", k0, k1, group, init, step)
-            builder.store(_pairwise_sum(builder, final), optr, align=size)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return row
+    return _sparse_intrinsic(2, width, emit)
 
 
 def make_slice_rows(lanes, group):
@@ -112,54 +121,44 @@ def make_slice_rows(lanes, group):
     One core, N = 1000 at 10%, rows sorted by length: 27.1 us a product against 33.9-35 us
     for the CSR row loop (LLVM's vectorised gathers and reductions)."""
 
-    @intrinsic
-    def rows(typingctx, x, idx, dat, out, o, k0, k1):
-        sig = _sparse_signature(x, idx, dat, out, 1)
+    def emit(builder, size, fty, vty, arrays, fma, o, k0, k1):
+        X, IDX, DAT, OUT = arrays
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        ptrs_t = ir.VectorType(X.data.type, lanes)
+        mask_t = ir.VectorType(ir.IntType(1), lanes)
+        gather = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(vty, [ptrs_t, i32, mask_t, vty]),
+            f"llvm.masked.gather.v{lanes}f{8 * size}.v{lanes}p0",
+        )
+        every = ir.Constant(mask_t, [1] * lanes)
+        zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * lanes)
+        idx_t = ir.VectorType(i32, lanes)
 
-        def codegen(context, builder, signature, args):
-            size, fty, vty, (X, IDX, DAT, OUT), fma = _sparse_ir(
-                context, builder, signature, args, lanes
-            )
-            i32, i64 = ir.IntType(32), ir.IntType(64)
-            o, k0, k1 = args[4:]
-            ptrs_t = ir.VectorType(X.data.type, lanes)
-            mask_t = ir.VectorType(ir.IntType(1), lanes)
-            gather = cgutils.get_or_insert_function(
-                builder.module,
-                ir.FunctionType(vty, [ptrs_t, i32, mask_t, vty]),
-                f"llvm.masked.gather.v{lanes}f{8 * size}.v{lanes}p0",
-            )
-            every = ir.Constant(mask_t, [1] * lanes)
-            zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * lanes)
-            idx_t = ir.VectorType(i32, lanes)
+        def step(k, accs):
+            new = []
+            for u in range(group):
+                ku = builder.add(k, ir.Constant(i64, u * lanes))
+                iv = builder.load(
+                    builder.bitcast(builder.gep(IDX.data, [ku]), idx_t.as_pointer()), align=4
+                )
+                ptrs = builder.gep(
+                    X.data, [builder.sext(iv, ir.VectorType(i64, lanes))], source_etype=fty
+                )
+                ptrs.type = ptrs_t  # llvmlite types a vector GEP as a scalar pointer
+                xv = builder.call(gather, [ptrs, ir.Constant(i32, size), every, zero])
+                w = builder.load(
+                    builder.bitcast(builder.gep(DAT.data, [ku]), vty.as_pointer()), align=size
+                )
+                new.append(builder.call(fma, [w, xv, accs[u]]))
+            return new
 
-            def step(k, accs):
-                new = []
-                for u in range(group):
-                    ku = builder.add(k, ir.Constant(i64, u * lanes))
-                    iv = builder.load(
-                        builder.bitcast(builder.gep(IDX.data, [ku]), idx_t.as_pointer()), align=4
-                    )
-                    ptrs = builder.gep(
-                        X.data, [builder.sext(iv, ir.VectorType(i64, lanes))], source_etype=fty
-                    )
-                    ptrs.type = ptrs_t  # llvmlite types a vector GEP as a scalar pointer
-                    xv = builder.call(gather, [ptrs, ir.Constant(i32, size), every, zero])
-                    w = builder.load(
-                        builder.bitcast(builder.gep(DAT.data, [ku]), vty.as_pointer()), align=size
-                    )
-                    new.append(builder.call(fma, [w, xv, accs[u]]))
-                return new
+        init = [zero] * group
+        final = _accumulating_loop(builder, "slice", k0, k1, lanes * group, init, step)
+        optr = builder.bitcast(builder.gep(OUT.data, [o]), vty.as_pointer())
+        builder.store(_pairwise_sum(builder, final), optr, align=size)
 
-            init = [zero] * group
-            final = _accumulating_loop(builder, "slice", k0, k1, lanes * group, init, step)
-            optr = builder.bitcast(builder.gep(OUT.data, [o]), vty.as_pointer())
-            builder.store(_pairwise_sum(builder, final), optr, align=size)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return rows
+    return _sparse_intrinsic(1, lanes, emit)
 
 
 # 8 x 8 transpose in three rounds of two-source shuffles: pairs of elements, then pairs of
