@@ -17,18 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import ConfigError
+from . import schema
 from .identity import run_id
 from .provenance import environment
-from .schema import (
-    HISTORY,
-    HISTORY_SCHEMA,
-    PROFILE_SCHEMA,
-    PROFILES,
-    RUN_COLUMNS,
-    RUN_SCHEMA,
-    RUNS,
-    STATUSES,
-)
 
 
 def check_writable(out) -> Path:
@@ -59,7 +50,7 @@ _FILE_MODE = _file_mode()
 def write_run(out, record: Mapping, history=None, profiles=None) -> Path:
     """Write one run under ``out`` atomically; returns the path of its runs file.
 
-    ``record`` holds RUN_COLUMNS keys (missing ones are stored as missing; run_id is computed
+    ``record`` holds schema.RUN_COLUMNS keys (missing ones are stored as missing; run_id is computed
     from the config when absent; loss_ratio from final_loss/baseline_loss when absent;
     environment fields default to ``environment()``); other keys become extra columns, dicts
     and lists as JSON. A rewrite of the same run_id replaces all of its files.
@@ -67,9 +58,11 @@ def write_run(out, record: Mapping, history=None, profiles=None) -> Path:
     row = _run_row(record)
     rid = row.at[0, "run_id"]
     frames = {
-        HISTORY: _companion(history, rid, HISTORY_SCHEMA, ["step"], "history"),
-        PROFILES: _companion(profiles, rid, PROFILE_SCHEMA, list(PROFILE_SCHEMA)[1:], "profiles"),
-        RUNS: row,  # last: its rename marks the run as complete
+        schema.HISTORY: _companion(history, rid, schema.HISTORY_SCHEMA, ["step"], "history"),
+        schema.PROFILES: _companion(
+            profiles, rid, schema.PROFILE_SCHEMA, list(schema.PROFILE_SCHEMA)[1:], "profiles"
+        ),
+        schema.RUNS: row,  # last: its rename marks the run as complete
     }
     out = Path(out)
     _make_dirs(out)
@@ -95,7 +88,7 @@ def write_run(out, record: Mapping, history=None, profiles=None) -> Path:
         for tmp, _ in staged:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
-    return out / RUNS / f"{rid}.parquet"
+    return out / schema.RUNS / f"{rid}.parquet"
 
 
 def _write_table(table: pa.Table, path) -> None:
@@ -103,7 +96,7 @@ def _write_table(table: pa.Table, path) -> None:
 
 
 def _make_dirs(out: Path) -> list[Path]:
-    dirs = [out / sub for sub in (RUNS, HISTORY, PROFILES)]
+    dirs = [out / sub for sub in (schema.RUNS, schema.HISTORY, schema.PROFILES)]
     try:
         for directory in dirs:
             directory.mkdir(parents=True, exist_ok=True)
@@ -128,16 +121,17 @@ def _run_row(record: Mapping) -> pd.DataFrame:
         row["run_id"] = run_id(row)
     if not isinstance(row["run_id"], str) or not re.fullmatch(r"\w[\w.-]*", row["run_id"]):
         raise ValueError(f"run_id must be a plain file name, got {row['run_id']!r}")
-    if row.get("status") not in STATUSES:
-        raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {row.get('status')!r}")
+    if row.get("status") not in schema.STATUSES:
+        allowed = ", ".join(schema.STATUSES)
+        raise ValueError(f"status must be one of {allowed}, got {row.get('status')!r}")
     if row.get("loss_ratio") is None and row.get("final_loss") is not None:
         if row.get("baseline_loss"):
             row["loss_ratio"] = float(row["final_loss"]) / float(row["baseline_loss"])
     if row.get("options") is None:
         row["options"] = {}
-    columns = RUN_COLUMNS + [k for k in row if k not in RUN_SCHEMA]
+    columns = schema.RUN_COLUMNS + [k for k in row if k not in schema.RUN_SCHEMA]
     frame = pd.DataFrame([[_cell(row.get(c)) for c in columns]], columns=columns, dtype=object)
-    return frame.astype(RUN_SCHEMA)
+    return frame.astype(schema.RUN_SCHEMA)
 
 
 def _cell(value):
