@@ -1,10 +1,14 @@
 """Comparison tables and the HTML report: numbers on a made-up table, then a real report of
 tiny runs, parsed: every image on disk, every section present."""
 
+import errno
 import math
+import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -89,7 +93,12 @@ def test_best_lr_per_cell_and_fails_at_the_best_rate():
             r = _row("gru", 10, seed, ok, 50 if ok else None, ratio)
             rows.append({**r, "lr": lr, "final_loss": ratio})
     # at T=50 the large rate diverges in one seed: the small one is best there
-    for lr, status in ((0.1, "diverged"), (0.1, "finished"), (0.01, "finished"), (0.01, "finished")):
+    for lr, status in (
+        (0.1, "diverged"),
+        (0.1, "finished"),
+        (0.01, "finished"),
+        (0.01, "finished"),
+    ):
         r = _row("gru", 50, len(rows) % 2, False, None, 0.7, status=status)
         rows.append({**r, "lr": lr, "final_loss": 0.7})
     tables = report.summary_tables(pd.DataFrame(rows))
@@ -200,17 +209,151 @@ def test_cli_start_imports_neither_matplotlib_nor_dask():
     assert done.stdout.strip() == "[]"
 
 
-@pytest.mark.skipif(
-    not (shutil.which("chromium") or shutil.which("chromium-browser")),
-    reason="headless Chromium not installed (apt-get install chromium)",
-)
-def test_report_renders_in_headless_chromium(tiny_results, tmp_path):
+def test_report_page_has_no_na_no_table_twice_and_shows_the_probes(tiny_results, tmp_path):
+    text = report.write_report(tiny_results, tmp_path / "r.html").read_text()
+    assert "<NA>" not in text and "&lt;NA&gt;" not in text and ">nan<" not in text
+    captions = re.findall(r"<caption>(.*?)(?:<span|</caption>)", text)
+    assert len(captions) == len(set(captions)) >= 6
+    assert text.count('<div class="scroll">') == text.count("<table")  # every table boxed
+    assert "95% t interval" in text
+    df = results.load(tiny_results)
+    for col in ("grad_ratio_log10_init", "grad_ratio_log10_final"):
+        if col in df.columns and df[col].notna().any():  # records of this version have them
+            assert f"<th>{col}</th>" in text
+
+
+def test_runs_table_tolerates_old_records_and_puts_init_beside_final():
+    from seqbench.report.html import runs_table
+    from seqbench.report.tables import labelled
+
+    old = labelled(pd.DataFrame([_row("gru", 10, 0, False)]).assign(run_id="a"))
+    assert "grad_ratio_log10_init" not in runs_table(old).columns
+    new = old.assign(grad_ratio_log10_final=-1.0, grad_ratio_log10_init=-3.0,
+                     spectral_radius_init=1.1, spectral_radius_final=0.9)  # fmt: skip
+    cols = list(runs_table(new).columns)
+    i = cols.index("grad_ratio_log10_init")
+    assert cols[i : i + 4] == ["grad_ratio_log10_init", "grad_ratio_log10_final",
+                               "spectral_radius_init", "spectral_radius_final"]  # fmt: skip
+
+
+def _nothing_written(folder: Path, before: set) -> bool:
+    return {p.name for p in folder.iterdir()} == before
+
+
+def test_report_into_a_folder_is_one_line_exit_2(tiny_results, tmp_path, capsys):
+    folder = tmp_path / "site"
+    folder.mkdir()
+    assert main(["report", "--out", str(tiny_results), "--html", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder" in err and err.count("\n") == 1
+    assert not any(folder.iterdir())
+
+
+def test_report_on_a_full_disk_writes_nothing(tiny_results, tmp_path, capsys, monkeypatch):
+    from matplotlib.figure import Figure
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "keep.txt").write_text("mine")
+    calls = []
+
+    def full(self, *args, **kwargs):  # the second figure meets a full disk
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, *args, **kwargs)
+
+    original = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", full)
+    html_path = site / "new" / "report.html"
+    assert main(["report", "--out", str(tiny_results), "--html", str(html_path)]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "nothing was written" in err
+    assert err.count("\n") == 1
+    assert _nothing_written(site, {"keep.txt"})  # not even the folder it made
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through chmod; see the full-disk test")
+def test_report_into_a_read_only_folder_writes_nothing(tiny_results, tmp_path, capsys):
+    site = tmp_path / "ro"
+    site.mkdir()
+    site.chmod(0o555)
+    try:
+        assert main(["report", "--out", str(tiny_results), "--html", str(site / "r.html")]) == 2
+        err = capsys.readouterr().err
+        assert "cannot write the report" in err and err.count("\n") == 1
+        assert not any(site.iterdir())
+    finally:
+        site.chmod(0o755)
+
+
+def test_report_where_the_folder_cannot_be_made_writes_nothing(tiny_results, tmp_path, capsys,
+                                                               monkeypatch):  # fmt: skip
+    """As root chmod stops nothing: a refused temp folder stands in for a read-only place."""
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+    site = tmp_path / "site"
+    site.mkdir()
+    assert main(["report", "--out", str(tiny_results), "--html", str(site / "r.html")]) == 2
+    err = capsys.readouterr().err
+    assert "Permission denied" in err and err.count("\n") == 1
+    assert not any(site.iterdir())
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+# Reports, once the page has loaded, the page's width, the viewport's and by how much the
+# widest table box scrolls (a table wider than the page, kept in its box).
+PROBE = """<script>addEventListener("load", () => {
+  const boxes = [...document.querySelectorAll(".scroll")].map(e => e.scrollWidth - e.clientWidth);
+  document.title = `SW=${document.documentElement.scrollWidth} ` +
+    `VW=${document.documentElement.clientWidth} BOX=${Math.max(0, ...boxes)}`;
+});</script>"""
+
+
+def _widths(page: Path) -> dict:
+    done = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000",
+         "--dump-dom", page.resolve().as_uri()],
+        check=True, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    found = re.search(r"<title>SW=(\d+) VW=(\d+) BOX=(\d+)</title>", done.stdout)
+    assert found, done.stdout[:500]
+    return dict(zip(("page", "viewport", "box"), map(int, found.groups()), strict=True))
+
+
+@pytest.mark.skipif(not CHROMIUM, reason="headless Chromium not installed (.ci/run installs it)")
+def test_report_fits_a_1280_px_window_in_headless_chromium(tiny_results, tmp_path):
     html_path = report.write_report(tiny_results, tmp_path / "report.html")
+    text = html_path.read_text()
+    # the runs table made wider than any window: only its box may scroll, never the page
+    wide = text.replace("<td>", "<td>" + "w" * 40, 3)
+    probed = tmp_path / "probed.html"
+    probed.write_text(wide.replace("</body>", PROBE + "</body>"))
+    w = _widths(probed)
+    assert w["box"] > 0, "no table wider than the page: the check would prove nothing"
+    assert 1200 <= w["viewport"] <= 1280 and w["page"] <= w["viewport"], w
+    # the same page without the scrolling boxes overflows: the check can fail
+    unboxed = tmp_path / "unboxed.html"
+    unboxed.write_text(probed.read_text().replace("overflow-x: auto;", ""))
+    assert _widths(unboxed)["page"] > w["viewport"]
     shot = tmp_path / "shot.png"
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
     subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
-         "--window-size=1200,3000", Path(html_path).resolve().as_uri()],
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+         "--window-size=1280,3000", html_path.resolve().as_uri()],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
-    assert shot.is_file() and shot.stat().st_size > 10_000
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(shot.read_bytes()[16:20], "big") == 1280  # PNG width
+
+
+def test_report_pool_names_what_it_pooled_and_rejects_the_rest(tiny_results, tmp_path, capsys):
+    html_path = tmp_path / "r.html"
+    assert main(["report", "--out", str(tiny_results), "--html", str(html_path), "--pool",
+                 "clip"]) == 0  # fmt: skip
+    assert "pooled over seeds and clip" in html_path.read_text()
+    assert main(["report", "--out", str(tiny_results), "--pool", "seed"]) == 2
+    assert "cannot pool over seed" in capsys.readouterr().err

@@ -14,6 +14,7 @@ import json
 
 import pandas as pd
 
+from ..errors import ConfigError
 from ..results.intervals import CAPTION, fmt
 
 # Config columns that, when they vary within a task, become row keys of its tables; the others
@@ -155,6 +156,11 @@ def summary_tables(df: pd.DataFrame, pool=(), best_of: str | None = "lr") -> dic
     if df.empty:
         return tables
     pool = [pool] if isinstance(pool, str) else list(pool)
+    if set(pool) - set(ROW_CANDIDATES):
+        raise ConfigError(
+            f"the report cannot pool over {', '.join(sorted(set(pool) - set(ROW_CANDIDATES)))}: "
+            f"it can pool over {', '.join(ROW_CANDIDATES)}"
+        )
     for task in sorted(df["task"].dropna().unique()):
         d, best = choose_best(labelled(df[df["task"] == task]), pool, best_of)
         rows = row_keys(d, pool=[*pool, best] if best else pool)

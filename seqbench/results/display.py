@@ -19,20 +19,24 @@ def to_rich_table(df: pd.DataFrame, title: str | None = None) -> Table:
     if not isinstance(df.index, pd.RangeIndex):
         df = df.reset_index()
     table = Table(title=title)
-    for name in df.columns:
+    cells = [[_format(v) for v in row] for row in df.itertuples(index=False)]
+    for i, name in enumerate(df.columns):
         numeric = pd.api.types.is_numeric_dtype(df[name]) and not pd.api.types.is_bool_dtype(
             df[name]
         )
-        table.add_column(str(name), justify="right" if numeric else "left")
-    for row in df.itertuples(index=False):
-        table.add_row(*(_format(v) for v in row))
+        widest = max((len(row[i]) for row in cells), default=0)  # headers wrap, cells do not
+        table.add_column(str(name), justify="right" if numeric else "left", min_width=widest)
+    for row in cells:
+        table.add_row(*row)
     return table
 
 
 def render_table(df: pd.DataFrame, title: str | None = None, width: int = 120) -> str:
     """``df`` as plain text (no colour codes), for the CLI and for logs."""
+    table = to_rich_table(df, title)
     console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False)
-    console.print(to_rich_table(df, title))
+    console.width = max(width, console.measure(table).minimum)  # wider rather than cropped
+    console.print(table)
     return console.file.getvalue()
 
 
@@ -59,7 +63,7 @@ def seed_cells(stats: pd.DataFrame) -> pd.DataFrame:
         out["diverged"] = [
             f"{d}/{n}" for d, n in zip(stats["diverged"], stats["runs"], strict=True)
         ]
-    out["steps/s median"] = [fmt(v) for v in stats["steps_per_second_median"]]
+    out["steps/s"] = [fmt(v) for v in stats["steps_per_second_median"]]
     for p in PROBES:
         init, final = stats.get(f"{p}_init_mean"), stats.get(f"{p}_final_mean")
         if init is not None or final is not None:
