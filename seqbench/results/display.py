@@ -35,7 +35,8 @@ def render_table(df: pd.DataFrame, title: str | None = None, width: int = 120) -
     """``df`` as plain text (no colour codes), for the CLI and for logs."""
     table = to_rich_table(df, title)
     console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False)
-    console.width = max(width, console.measure(table).minimum)  # wider rather than cropped
+    need = console.measure(table, options=console.options.update_width(10_000)).maximum
+    console.width = max(width, need)  # wider rather than cropped
     console.print(table)
     return console.file.getvalue()
 
@@ -46,6 +47,10 @@ def _format(value) -> str:
     if isinstance(value, (float, np.floating)):
         return f"{value:.4g}"
     return str(value)
+
+
+SHORT = {"grad_ratio_log10": "grad log10", "spectral_radius": "rho(W_hh)",
+         "max_singular_value": "sigma_max"}  # fmt: skip
 
 
 def seed_cells(stats: pd.DataFrame) -> pd.DataFrame:
@@ -69,7 +74,7 @@ def seed_cells(stats: pd.DataFrame) -> pd.DataFrame:
         if init is not None or final is not None:
             init = init if init is not None else pd.Series(np.nan, index=stats.index)
             final = final if final is not None else pd.Series(np.nan, index=stats.index)
-            out[f"{p} init -> final"] = [
+            out[f"{SHORT.get(p, p)} init->final"] = [
                 f"{fmt(a)} -> {fmt(b)}" for a, b in zip(init, final, strict=True)
             ]
     return out
