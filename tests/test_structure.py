@@ -34,7 +34,10 @@ def _imports(name: str, path: Path, is_package: bool, known) -> set:
             if node.level:
                 parts = package.split(".")
                 base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
-            targets = [base, *(f"{base}.{a.name}" for a in node.names)]
+            # `from pkg import sub` imports the module pkg.sub; `from pkg import name`, pkg
+            targets = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names
+            ]
         else:
             continue
         for t in targets:
