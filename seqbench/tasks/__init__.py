@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import importlib
-import inspect
 
 from ..errors import ConfigError
+from ..options import check_options
 from .base import Batch, Task
 
 TASKS = {
@@ -19,7 +19,7 @@ TASKS = {
     "memory-capacity": "seqbench.tasks.memory_capacity",
 }
 
-__all__ = ["TASKS", "Task", "Batch", "make_task", "available_tasks"]
+__all__ = ["TASKS", "Task", "Batch", "make_task", "available_tasks", "task_options"]
 
 
 def _task_class(name: str):
@@ -43,12 +43,11 @@ def make_task(name: str, seq_len: int | None = None, **options) -> Task:
     if name not in TASKS:
         raise ConfigError(f"task {name!r} is not known; use one of {', '.join(TASKS)}")
     cls = _task_class(name)
-    try:
-        inspect.signature(cls).bind(seq_len, **options)
-    except TypeError:
-        allowed = [p for p in inspect.signature(cls).parameters if p != "seq_len"]
-        raise ConfigError(
-            f"task {name!r} has no option {sorted(options)[0]!r}; "
-            f"its options: {', '.join(allowed) or 'none'}"
-        ) from None
-    return cls(seq_len, **options)
+    return cls(seq_len, **check_options(cls.options, options, f"task {name!r}"))
+
+
+def task_options(name: str) -> tuple:
+    """The Option declarations of a task (its constructor's keywords)."""
+    if name not in TASKS:
+        raise ConfigError(f"task {name!r} is not known; use one of {', '.join(TASKS)}")
+    return _task_class(name).options

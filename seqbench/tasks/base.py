@@ -77,6 +77,13 @@ class Task:
     default_seq_len = 100
     min_seq_len = 1  # a task that needs more says so, and why (min_seq_len_why)
     min_seq_len_why = ""
+    options = ()  # seqbench.options.Option declarations of the constructor's keywords
+
+    @classmethod
+    def options_for_model(cls, options: dict, hidden_size: int) -> dict:
+        """The constructor's keywords for a model of ``hidden_size`` units: ``options`` with
+        any default that depends on the model filled in (memory capacity: max_delay = 2N)."""
+        return dict(options)
 
     def __init__(self, seq_len: int | None = None):
         seq_len = self.default_seq_len if seq_len is None else seq_len

@@ -8,12 +8,17 @@ Readout "all": cross-entropy over every one of the T + 20 steps.
 Baseline: the best memoryless predictor outputs the blank wherever the target is the blank
 (loss 0) and the uniform over a0..a7 on the 10 recall steps (loss ln 8 each):
 10 ln 8 / (T + 20).
+
+Options ``n_copy`` (symbols to copy, 10) and ``n_symbols`` (alphabet, 8) generalise the
+numbers above: T + 2 n_copy steps, n_symbols + 2 input channels (blank n_symbols, delimiter
+n_symbols + 1), n_symbols + 1 classes, baseline n_copy ln(n_symbols) / (T + 2 n_copy).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..options import Option
 from .base import Batch, Task, check_batch, one_hot
 
 N_SYMBOLS = 8  # a0..a7
@@ -33,28 +38,42 @@ class CopyTask(Task):
     # after 1900 / 3200 steps, 50-90 s; at T=50 with lr 1e-3 it still sat at 0.94 x after
     # 2 minutes, and the numba GRU step costs ~3.5x more there. Long delays are for sweeps.
     default_seq_len = 20
+    options = (
+        Option("n_copy", int, N_COPY, "symbols to remember and copy", 1, 1000),
+        Option(
+            "n_symbols", int, N_SYMBOLS, "alphabet size (classes of the copied symbols)", 2, 1000
+        ),
+    )
+
+    def __init__(self, seq_len=None, *, n_copy=N_COPY, n_symbols=N_SYMBOLS):
+        super().__init__(seq_len)
+        self.n_copy, self.n_symbols = int(n_copy), int(n_symbols)
+        self.blank, self.delimiter = self.n_symbols, self.n_symbols + 1
+        self.input_size = self.n_symbols + 2
+        self.output_size = self.n_symbols + 1  # targets never hold the delimiter
 
     @property
     def steps(self) -> int:
-        return self.seq_len + 2 * N_COPY
+        return self.seq_len + 2 * self.n_copy
 
     def generate(self, rng: np.random.Generator, batch_size: int, split: str = "train") -> Batch:
         batch_size = check_batch(batch_size, split)
-        T = self.seq_len
-        symbols = rng.integers(0, N_SYMBOLS, size=(batch_size, N_COPY))
-        seq = np.full((batch_size, self.steps), BLANK, dtype=np.int64)
-        seq[:, :N_COPY] = symbols
-        seq[:, T + N_COPY - 1] = DELIMITER
-        target = np.full((batch_size, self.steps), BLANK, dtype=np.int64)
-        target[:, -N_COPY:] = symbols
+        T, K = self.seq_len, self.n_copy
+        symbols = rng.integers(0, self.n_symbols, size=(batch_size, K))
+        seq = np.full((batch_size, self.steps), self.blank, dtype=np.int64)
+        seq[:, :K] = symbols
+        seq[:, T + K - 1] = self.delimiter
+        target = np.full((batch_size, self.steps), self.blank, dtype=np.int64)
+        target[:, -K:] = symbols
         return Batch(one_hot(seq, self.input_size), target)
 
     @property
     def baseline(self) -> float:
-        return float(N_COPY * np.log(N_SYMBOLS) / self.steps)
+        return float(self.n_copy * np.log(self.n_symbols) / self.steps)
 
     def metrics(self, out, y) -> dict:
-        recall = np.argmax(out[:, -N_COPY:], axis=-1) == y[:, -N_COPY:]
+        K = self.n_copy
+        recall = np.argmax(out[:, -K:], axis=-1) == y[:, -K:]
         return {**super().metrics(out, y), "recall_accuracy": float(np.mean(recall))}
 
     def solved(self, loss: float, metrics: dict) -> bool:

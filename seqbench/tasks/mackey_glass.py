@@ -16,7 +16,8 @@ persistence forecast s(t + h) ~ s(t). Option ``free_run=K``: after the one-step 
 are driven to T - K and the last K values are generated with each prediction fed back as the
 next input; metrics "free_run_nrmse" (over the K steps) and "free_run_nrmse_last" (at step K).
 ``protocol="jaeger2004"`` sets Jaeger & Haas (2004)'s lengths: 3084 steps, washout 1000,
-free run 84 (NRMSE at step 84), with this module's [-1, 1] scaling instead of their tanh(x - 1).
+free run 84 (NRMSE at step 84), with this module's [-1, 1] scaling unless ``scaling="tanh"``
+asks for theirs, tanh(x - 1).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from numba import njit
 
 from ..errors import ConfigError
 from ..kernels import config
+from ..options import Option
 from .base import Batch, Task, check_batch
 
 A, B_, N_EXP = 0.2, 0.1, 10
@@ -35,6 +37,7 @@ DT = 0.1
 SUBSTEPS = 10  # fine steps per sample: one sample per time unit
 TRANSIENT = 500  # samples discarded from each random start
 REFERENCE_SAMPLES = 20_000
+SCALINGS = ("minmax", "tanh")
 
 
 @njit(cache=config.CACHE)
@@ -97,6 +100,14 @@ def reference(tau: float = 17.0):
     return lo, hi, 2.0 * (s - lo) / (hi - lo) - 1.0
 
 
+def scale(raw, tau: float, scaling: str) -> np.ndarray:
+    """minmax: the reference trajectory's range mapped to [-1, 1]; tanh: Jaeger's tanh(x - 1)."""
+    if scaling == "tanh":
+        return np.tanh(raw - 1.0)
+    lo, hi, _ = reference(tau)
+    return 2.0 * (raw - lo) / (hi - lo) - 1.0
+
+
 class MackeyGlass(Task):
     name = "mackey-glass"
     kind = "regression"
@@ -105,14 +116,45 @@ class MackeyGlass(Task):
     output_size = 1
     default_seq_len = 1000
     metric_descriptions = {"nrmse": "RMSE / std(target)"}
+    options = (
+        Option("tau", float, 17.0, "delay of the equation (a multiple of dt=0.1)", 0.1, 1000.0),
+        Option("horizon", int, 1, "predict s(t + horizon) from s(..t)", 1),
+        Option("free_run", int, 0, "generate the last K steps, predictions fed back (ESN)", 0),
+        Option("washout", int, 100, "first steps of a window that only warm the state up", 0),
+        Option(
+            "protocol",
+            str,
+            None,
+            "jaeger2004: T=3084, washout 1000, free run 84",
+            choices=("jaeger2004",),
+        ),  # fmt: skip
+        Option("scaling", str, "minmax", "minmax: [-1, 1]; tanh: tanh(x - 1)", choices=SCALINGS),
+    )
 
     def __init__(
-        self, seq_len=None, *, horizon=1, free_run=0, tau=17.0, washout=100, protocol=None
+        self,
+        seq_len=None,
+        *,
+        horizon=None,
+        free_run=None,
+        tau=17.0,
+        washout=None,
+        protocol=None,
+        scaling="minmax",
     ):
         if protocol not in (None, "jaeger2004"):
             raise ConfigError(f"protocol={protocol!r} is not known; use 'jaeger2004' or None")
+        if scaling not in SCALINGS:
+            raise ConfigError(f"scaling={scaling!r} is not known; use {' or '.join(SCALINGS)}")
         if protocol == "jaeger2004":
+            given = [n for n, v in (("horizon", horizon), ("free_run", free_run),
+                                    ("washout", washout)) if v is not None]  # fmt: skip
+            if given:
+                raise ConfigError(f"protocol=jaeger2004 sets {given[0]} itself; leave it out")
             seq_len, washout, free_run, horizon = seq_len or 3084, 1000, 84, 1
+        horizon = 1 if horizon is None else horizon
+        free_run = 0 if free_run is None else free_run
+        washout = 100 if washout is None else washout
         super().__init__(seq_len)
         for name, v, low in (
             ("horizon", horizon, 1),
@@ -129,15 +171,13 @@ class MackeyGlass(Task):
         if free_run >= self.seq_len:
             raise ConfigError(f"free_run={free_run} must be shorter than seq_len={self.seq_len}")
         self.horizon, self.free_run, self.tau = int(horizon), int(free_run), float(tau)
-        self.washout, self.protocol = int(washout), protocol
+        self.washout, self.protocol, self.scaling = int(washout), protocol, scaling
 
     def generate(self, rng: np.random.Generator, batch_size: int, split: str = "train") -> Batch:
         batch_size = check_batch(batch_size, split)
         hist = 1.2 + rng.uniform(-0.1, 0.1, (batch_size, _delay(self.tau) + 1))
         n = TRANSIENT + self.seq_len + self.horizon
-        raw = raw_series(hist, n, self.tau)[:, TRANSIENT:]
-        lo, hi, _ = reference(self.tau)
-        s = 2.0 * (raw - lo) / (hi - lo) - 1.0
+        s = scale(raw_series(hist, n, self.tau)[:, TRANSIENT:], self.tau, self.scaling)
         x = s[:, : self.seq_len, None]
         y = s[:, self.horizon :, None]
         return Batch(np.ascontiguousarray(x), np.ascontiguousarray(y))
@@ -146,6 +186,10 @@ class MackeyGlass(Task):
     def baseline(self) -> float:
         """MSE of the persistence forecast s(t + h) ~ s(t) on the reference trajectory."""
         s = reference(self.tau)[2]
+        if self.scaling != "minmax":
+            hist = np.full((1, _delay(self.tau) + 1), 1.2)
+            raw = raw_series(hist, TRANSIENT + REFERENCE_SAMPLES, self.tau)[0, TRANSIENT:]
+            s = scale(raw, self.tau, self.scaling)
         return float(np.mean((s[self.horizon :] - s[: -self.horizon]) ** 2))
 
     def metrics(self, out, y) -> dict:
