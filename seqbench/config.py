@@ -39,18 +39,32 @@ class RunConfig:
     profile_every: int = 50  # cadence of ||dL/dh_t|| profiles and W_hh spectra
     stop_when_solved: bool = True
     model_options: dict = field(default_factory=dict)  # nonlinearity, forget_bias, leak, ...
+    task_options: dict = field(default_factory=dict)  # tau, max_delay, order, n_copy, ...
 
     def identity(self) -> dict:
         """The results table's config columns: what defines the run and its run id.
 
-        Choices without a column of their own (readout, tbptt, early stop, cell options) go in
-        ``options``; evaluation and profiling cadences do not change the run and are left out.
+        Choices without a column of their own (readout, tbptt, early stop, model options) go
+        in ``options``, task options under ``options["task_options"]`` when any are set (so a
+        run without them keeps its id); evaluation and profiling cadences do not change the
+        run and are left out, and so are the fields the model ignores (ModelKind.ignores).
         """
+        from .models import MODELS
+
         d = asdict(self)
         for k in ("eval_every", "profile_every", "eval_batches"):
             d.pop(k)
+        kind = MODELS.get(self.model)
+        ignored = kind.ignores if kind is not None else ()
         options = {k: d.pop(k) for k in ("readout", "tbptt", "stop_when_solved")}
+        for k in ignored:  # a column the model ignores reads None (hashed as if absent)
+            if k in d:
+                d[k] = None
+            options.pop(k, None)
+        task_options = d.pop("task_options")
         d["options"] = {**options, **d.pop("model_options")}
+        if task_options:
+            d["options"]["task_options"] = task_options
         return d
 
     @classmethod
@@ -81,6 +95,7 @@ class RunConfig:
         _choice("model", self.model, MODELS)
         check_backend(self.backend)
         kind = MODELS[self.model]
+        _check_used(self, kind)
         kind.functions(self.backend)  # e.g. a cell on cuda without a GPU fails here
         _choice("dtype", self.dtype, DTYPES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -114,14 +129,69 @@ class RunConfig:
 
         clip = str(parse_clip(self.clip))
         check_init(self.init)
-        seq_len = self.seq_len
-        if seq_len is None:
-            from .tasks import _task_class
+        from .options import check_options
 
-            seq_len = _task_class(self.task).default_seq_len
-        out = _replace(self, clip=clip, lr=float(self.lr), seq_len=seq_len, steps=steps)
+        model_options = check_options(kind.options, self.model_options, f"model {self.model!r}")
+        task_options = check_options(
+            _task_class(self.task).options, self.task_options, f"task {self.task!r}"
+        )
+        task = _make_task(self.task, self.seq_len, task_options, self.hidden_size)
+        _check_against_task(self, task)
+        out = _replace(
+            self,
+            clip=clip,
+            lr=float(self.lr),
+            seq_len=task.seq_len,
+            steps=steps,
+            model_options=model_options,
+            task_options=task_options,
+        )
+        from .memory import check_fits
+
+        check_fits(kind.memory_bytes(out, task))
         object.__setattr__(out, "_validated", True)  # not a field: no part of ==, asdict, ids
         return out
+
+
+def task_for(cfg: RunConfig):
+    """The task a RunConfig describes, its options applied (what the training loop runs)."""
+    cfg = cfg.validated()
+    return _make_task(cfg.task, cfg.seq_len, cfg.task_options, cfg.hidden_size)
+
+
+def _task_class(name):
+    from .tasks import _task_class
+
+    return _task_class(name)
+
+
+def _make_task(name, seq_len, options, hidden_size):
+    cls = _task_class(name)
+    return cls(seq_len, **cls.options_for_model(options, hidden_size))
+
+
+def _check_used(cfg: RunConfig, kind) -> None:
+    """A field the model ignores may only sit at its default (it is then left out of the id)."""
+    defaults = {f.name: f.default for f in fields(RunConfig)}
+    for name in kind.ignores:
+        if getattr(cfg, name) != defaults[name]:
+            raise ConfigError(
+                f"{name}={getattr(cfg, name)!r} does not apply to model {cfg.model!r} "
+                "(it has no gradient training); leave it out"
+            )
+
+
+def _check_against_task(cfg: RunConfig, task) -> None:
+    if cfg.tbptt is not None and cfg.tbptt > task.steps:
+        raise ConfigError(
+            f"tbptt={cfg.tbptt} is longer than the {task.steps} steps of {cfg.task}'s sequences; "
+            "use a shorter window or leave it out for full BPTT"
+        )
+    if cfg.readout != "last" and task.readout == "all":
+        raise ConfigError(
+            f"readout={cfg.readout!r} applies to sequence-level targets; {cfg.task} has a "
+            "target at every step (leave --readout out)"
+        )
 
 
 def _replace(cfg, **changes):

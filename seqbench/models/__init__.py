@@ -40,7 +40,10 @@ def _build_recurrent(
 def _build_esn(
     cell, input_size, hidden_size, num_layers, bidirectional, dtype, backend, seed, options
 ):
-    from .esn import build_esn
+    from .esn import FIT_OPTIONS, build_esn
+
+    fit = {o.name for o in FIT_OPTIONS}
+    options = {k: v for k, v in options.items() if k not in fit}  # the fit's, not the build's
 
     return build_esn(
         input_size,
@@ -63,19 +66,55 @@ class ModelKind:
     fitted:       the readout is fitted in closed form: no optimizer, clipping or BPTT,
                   and ``steps`` (None) is left to the fit
     gates:        weight_ih rows per hidden unit (cost estimates)
+    states:       state vectors per unit (LSTM: h and c; memory estimates)
     run_options:  the RunConfig fields, besides model_options, that the build takes
+    options:      seqbench.options.Option declarations of its model_options
+    fit_options:  those of ``options`` that go to the readout fit, not the build
+    ignores:      RunConfig fields it does not use: set to other than their default they are
+                  an error, at their default they are left out of the run's identity
     """
 
     build: Callable
     functions: Callable[[str], object]
     fitted: bool = False
     gates: int = 1
+    states: int = 1
     run_options: tuple[str, ...] = ("num_layers", "bidirectional", "init")
+    options: tuple = ()
+    fit_options: tuple[str, ...] = ()
+    ignores: tuple[str, ...] = ()
 
     def options_for(self, cfg) -> dict:
         """The build's model options for a RunConfig: its options fields, then model_options."""
         own = {k: getattr(cfg, k) for k in self.run_options if k not in _STRUCTURE}
-        return {**own, **cfg.model_options}
+        given = {k: v for k, v in cfg.model_options.items() if k not in self.fit_options}
+        return {**own, **given}
+
+    def fit_options_for(self, cfg) -> dict:
+        """The readout fit's keywords a RunConfig sets (e.g. ridge), for esn_fit.fit_esn."""
+        return {k: v for k, v in cfg.model_options.items() if k in self.fit_options}
+
+    def memory_bytes(self, cfg, task) -> int:
+        """Estimated peak bytes of a run of this model on ``task`` (seqbench.memory)."""
+        from ..memory import data_bytes, reservoir_bytes, trained_bytes
+
+        itemsize = DTYPES[cfg.dtype]().itemsize
+        per_step = task.readout == "all"
+        data = data_bytes(cfg.batch_size, task.steps, task.input_size, task.output_size,
+                                 per_step, task.kind == "classification", itemsize)  # fmt: skip
+        shape = {"batch": cfg.batch_size, "steps": task.steps, "input_size": task.input_size,
+                 "hidden": cfg.hidden_size, "itemsize": itemsize}  # fmt: skip
+        if self.fitted:
+            given = {o.name: o.default for o in self.options} | cfg.model_options
+            return data + reservoir_bytes(
+                **shape, output_size=task.output_size, connectivity=given.get("connectivity", 1.0),
+                sparse=given.get("sparse", False),
+            )  # fmt: skip
+        layers = cfg.num_layers if "num_layers" in self.run_options else 1
+        dirs = 2 if cfg.bidirectional and "bidirectional" in self.run_options else 1
+        return data + trained_bytes(
+            **shape, layers=layers, directions=dirs, gates=self.gates, states=self.states
+        )
 
     def structure_for(self, cfg) -> dict:
         """The build's num_layers and bidirectional for a RunConfig, where they apply."""
@@ -84,14 +123,31 @@ class ModelKind:
 
 def _cell_kind(cell: str) -> ModelKind:
     functions = partial(layer_functions, cell=cell)
-    return ModelKind(_build_recurrent, functions, gates=CELLS[cell].gates)
+    spec = CELLS[cell]
+    return ModelKind(
+        _build_recurrent, functions, gates=spec.gates, states=spec.n_states, options=spec.options
+    )
+
+
+def _esn_kind() -> ModelKind:
+    from .esn import FIT_OPTIONS, OPTIONS
+
+    # no gradient, one closed-form fit of the readout from the final state
+    ignores = ("num_layers", "bidirectional", "init", "lr", "optimizer", "clip", "tbptt",
+               "readout", "stop_when_solved")  # fmt: skip
+    return ModelKind(
+        _build_esn,
+        reservoir_functions,
+        fitted=True,
+        run_options=(),
+        options=OPTIONS + FIT_OPTIONS,
+        fit_options=tuple(o.name for o in FIT_OPTIONS),
+        ignores=ignores,
+    )
 
 
 # Every model the CLI, the suites and the tests can name: the cells, and the reservoir.
-MODELS = {
-    **{name: _cell_kind(name) for name in CELLS},
-    "esn": ModelKind(_build_esn, reservoir_functions, fitted=True, run_options=()),
-}
+MODELS = {**{name: _cell_kind(name) for name in CELLS}, "esn": _esn_kind()}
 
 
 def build_model(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
+from ..options import Option
 
 INITS = ("default", "orthogonal", "identity")  # plus "spectral:RHO"
 
@@ -34,17 +35,18 @@ class CellSpec:
     name = ""
     gates = 1  # weight_ih has gates * H rows
     n_states = 1  # 1: h; 2: (h, c)
-    options: dict = {}  # allowed cell options -> defaults
+    options: tuple = ()  # seqbench.options.Option: the cell options, declared once
     recurrent_weight = "weight_hh"  # the matrix whose spectrum telemetry reports
 
     def resolve_options(self, hidden_size: int, opts: dict) -> dict:
-        unknown = sorted(set(opts) - set(self.options) - {"init"})
+        defaults = {o.name: o.default for o in self.options}
+        unknown = sorted(set(opts) - set(defaults) - {"init"})
         if unknown:
-            allowed = ", ".join(sorted(set(self.options) | {"init"}))
+            allowed = ", ".join(sorted(set(defaults) | {"init"}))
             raise ConfigError(
                 f"option {unknown[0]!r} is not known for cell {self.name!r}; allowed: {allowed}"
             )
-        out = {**self.options, "init": "default", **opts}
+        out = {**defaults, "init": "default", **opts}
         out["init"] = check_init(out["init"])
         return out
 
@@ -98,7 +100,9 @@ def _orthogonal(rng, shape):
 class Elman(CellSpec):
     name = "elman"
     gates = 1
-    options = {"nonlinearity": "tanh"}
+    options = (
+        Option("nonlinearity", str, "tanh", "f of h = f(W x + U h + b)", choices=("tanh", "relu")),
+    )
 
     def resolve_options(self, hidden_size, opts):
         out = super().resolve_options(hidden_size, opts)
@@ -113,7 +117,9 @@ class LSTM(CellSpec):
     name = "lstm"
     gates = 4
     n_states = 2
-    options = {"forget_bias": None}
+    options = (
+        Option("forget_bias", float, None, "forget-gate bias at init (auto: torch's uniform)"),
+    )
 
     def init_params(self, rng, input_size, hidden_size, opts, dtype):
         p = super().init_params(rng, input_size, hidden_size, opts, dtype)
@@ -134,7 +140,7 @@ class Jordan(CellSpec):
 
     name = "jordan"
     gates = 1
-    options = {"output_size": None}
+    options = (Option("output_size", int, None, "size of y fed back (auto: hidden size)", 1),)
     recurrent_weight = "weight_yh"
 
     def resolve_options(self, hidden_size, opts):

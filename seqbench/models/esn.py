@@ -26,6 +26,7 @@ from scipy.sparse.linalg import ArpackNoConvergence, eigs
 
 from ..backends import BACKENDS, reservoir_functions
 from ..errors import ConfigError, check_number, check_positive
+from ..options import Option
 from .cells import check_size
 from .recurrent import DTYPES, Tape, check_dtype
 
@@ -33,6 +34,34 @@ DISTRIBUTIONS = ("normal", "uniform")
 ACTIVATIONS = ("tanh", "identity")
 _EXACT_EIG_MAX = 256  # below this, np.linalg.eigvals is cheap and exact
 _MAX_NNZ = 2**32 - 1  # uint32 CSR indices in the kernel
+
+# What a run may set (model_options): the build's options, then the readout fit's
+# (seqbench.esn_fit.fit_esn's keywords). Output feedback (feedback_size, feedback_scaling)
+# is build_esn's alone: the run's fit drives the reservoir without a teacher.
+OPTIONS = (
+    Option("spectral_radius", float, 0.9, "max |eigenvalue| W is rescaled to", 0.0, low_open=True),
+    Option("leak", float, 1.0, "leak rate a of x_t = (1 - a) x_t-1 + a f(...)", 0.0, 1.0, True),
+    Option("input_scaling", float, 1.0, "W_in entries are +-input_scaling", 0.0, low_open=True),
+    Option("connectivity", float, 0.1, "fraction of nonzero entries of W", 0.0, 1.0, True),
+    Option("input_connectivity", float, 1.0, "fraction of nonzero W_in", 0.0, 1.0, True),
+    Option("bias_scaling", float, 0.0, "b ~ U(-1, 1) * bias_scaling", 0.0),
+    Option(
+        "activation",
+        str,
+        "tanh",
+        "f; identity is the linear reservoir",
+        choices=("tanh", "identity"),
+    ),
+    Option(
+        "weight_distribution", str, "normal", "W's nonzero values", choices=("normal", "uniform")
+    ),
+    Option("sparse", bool, True, "W as a CSR matrix (false: dense)"),
+)
+FIT_OPTIONS = (
+    Option("ridge", float, 1e-6, "ridge penalty of the readout fit", 0.0),
+    Option("washout", int, None, "steps the fit skips (auto: the task's washout)", 0),
+)
+BUILD_ONLY = ("feedback_size", "feedback_scaling")  # build_esn's, not a run's
 
 
 # ------------------------------------------------------------------ validation
@@ -388,11 +417,8 @@ def build_esn(
     """Build a reservoir; every argument is validated here, so kernels never see a bad value."""
     if unknown:
         name = sorted(unknown)[0]
-        raise ConfigError(
-            f"option {name!r} is not known for the esn model; allowed: leak, spectral_radius, "
-            "connectivity, input_scaling, input_connectivity, bias_scaling, "
-            "weight_distribution, sparse, feedback_size, feedback_scaling, activation"
-        )
+        allowed = ", ".join([o.name for o in OPTIONS] + list(BUILD_ONLY))
+        raise ConfigError(f"option {name!r} is not known for the esn model; allowed: {allowed}")
     input_size = check_size("input_size", input_size)
     hidden_size = check_size("hidden_size", hidden_size)
     if num_layers != 1 or bidirectional not in (False,):
