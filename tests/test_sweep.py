@@ -115,7 +115,7 @@ BAD_SUITES = [
     ("[grid]\nmodel = ['gru', 'rnn']\n", 2, ["'model' in [grid]", "model 'rnn' is not known"]),
     ("[grid]\nseed = [0]\nclip = ['norm:']\n", 3, ["'clip' in [grid]", "use none, value:C"]),
     ("[grid]\nseed = [0]\n[[runs]]\nmodel = 'elman'\nmodel_options = {nonlin = 'relu'}\n", 5,
-     ["model 'elman' in [[runs]] #1", "option 'nonlin' is not known"]),
+     ["[[runs]] #1 (model=elman)", "model 'elman' has no option 'nonlin'; its options"]),
     ("[grid]\nseed = [0, 1\nmodel = ['gru']\n", 3, ["TOML syntax error"]),
     ("[defaults]\nsteps = = 5\n", 2, ["TOML syntax error", "Invalid value"]),
     ("hidden = 3\n[grid]\nseed = [0]\n", 1, ["unknown top-level key 'hidden'"]),

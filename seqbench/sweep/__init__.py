@@ -18,7 +18,6 @@ A suite is a TOML file whose keys are RunConfig field names (= the results table
     [[runs]]
     model = "esn"
     seed = 0                            # a key a run sets replaces the grid's list
-    clip = "none"
 
 Without [[runs]] the suite is [defaults] x [grid]. Configs with the same run id (the hash of
 the config columns, seqbench.results.run_id) are run once. Every mistake is a ConfigError

@@ -113,8 +113,8 @@ def _check_value(source, line, where, key, value) -> None:
     """One value on its own, against RunConfig's rules, so the error can name its line."""
     from ..config import RunConfig
 
-    if key == "model_options":
-        return  # depends on the model: checked per model in check_models
+    if key in ("model_options", "task_options"):
+        return  # depends on the model or task: checked with them (RunConfig, check_models)
     try:
         RunConfig(**{key: value}).validated()
     except ConfigError as e:
@@ -151,19 +151,28 @@ def check_models(source: SuiteSource, doc: dict, configs, origins: dict) -> None
             )
         except (ConfigError, ImportError, TypeError) as e:
             block = origins[run_id(cfg.identity())]
-            line = _options_line(source, doc, block)
+            line = key_line(source, doc, block, "model_options")
             where = source.where(block)
             raise source.error(line, f"model {cfg.model!r} in {where}: {e}") from None
 
 
-def _options_line(source: SuiteSource, doc: dict, block: tuple) -> int:
-    """model_options' line in the block, else in [defaults], else the block's header."""
+def key_line(source: SuiteSource, doc: dict, block: tuple, key: str) -> int:
+    """``key``'s line in the block, else in [grid], else in [defaults], else the block's
+    header."""
     section, index = block
     table = doc["runs"][index] if section == "runs" else doc.get(section, {})
-    if "model_options" in table:
-        return source.line_of(section, "model_options", index)
-    if section == "runs" and "model_options" in doc.get("grid", {}):
-        return source.line_of("grid", "model_options")
-    if "model_options" in doc.get("defaults", {}):
-        return source.line_of("defaults", "model_options")
+    if key in table:
+        return source.line_of(section, key, index)
+    if section == "runs" and key in doc.get("grid", {}):
+        return source.line_of("grid", key)
+    if key in doc.get("defaults", {}):
+        return source.line_of("defaults", key)
     return source.line_of(section, None, index)
+
+
+def key_of_error(message: str, entry: dict) -> str | None:
+    """The entry's key a RunConfig error is about, to point at its line (None: unknown)."""
+    for owner in ("model", "task"):
+        if message.startswith(f"{owner} ") and " option" in message:
+            return f"{owner}_options"
+    return next((k for k in entry if message.startswith((f"{k}=", f"{k} "))), None)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -28,6 +30,7 @@ def add_arguments(p) -> None:
 
 
 def main(args) -> int:
+    _check_workers(args.workers)
     suite = load_suite(args.suite)
     out = Path(args.out) if args.out else Path("results") / suite.path.stem
     if args.dry_run:
@@ -49,6 +52,21 @@ def main(args) -> int:
     )
     _print_summary(suite, out, report)
     return 1 if report.failed else 0
+
+
+def _check_workers(workers) -> None:
+    """--workers: at least 1; more than the cores is allowed (they share them), with a note."""
+    if workers is None:
+        return
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    cores = os.cpu_count() or 1
+    if workers > cores:
+        print(
+            f"seqbench: warning: --workers {workers} is more than the {cores} cores here; "
+            "runs will share them and their timings will be slower",
+            file=sys.stderr,
+        )
 
 
 def _print_plan(suite: Suite, out: Path) -> int:

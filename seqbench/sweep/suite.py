@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
-from .checks import check_document, check_models
+from .checks import check_document, check_models, key_line, key_of_error
 from .source import SuiteSource
 
 
@@ -53,7 +53,7 @@ def load_suite(path) -> Suite:
 
     for block, entries in _blocks(doc):
         for entry in entries:
-            cfg = _config(source, block, entry)
+            cfg = _config(source, doc, block, entry)
             rid = run_id(cfg.identity())
             if rid in origins:
                 duplicates += 1
@@ -71,7 +71,11 @@ def load_suite(path) -> Suite:
 
 
 def _blocks(doc: dict):
-    """(block, entries): each entry a dict of scalars (the grid crossed, lists expanded)."""
+    """(block, entries): each entry a dict of scalars (the grid crossed, lists expanded).
+
+    [defaults] and [grid] are shared by every model of the suite: a field that an entry's
+    model ignores (ModelKind.ignores, e.g. lr for a fitted model) is dropped when it comes
+    from there, and is an error (in RunConfig.validated) when the entry's [[runs]] sets it."""
     defaults, grid = doc.get("defaults", {}), doc.get("grid", {})
     runs = doc.get("runs") or [None]
     for i, run in enumerate(runs):
@@ -80,18 +84,31 @@ def _blocks(doc: dict):
         axes.update({k: v if isinstance(v, list) else [v] for k, v in (run or {}).items()})
         names = list(axes)
         entries = [
-            {**defaults, **dict(zip(names, combo, strict=True))}
+            _shared_dropped({**defaults, **dict(zip(names, combo, strict=True))}, run or {})
             for combo in itertools.product(*(axes[n] for n in names))
         ]
         yield block, entries
 
 
-def _config(source: SuiteSource, block: tuple, entry: dict):
+def _shared_dropped(entry: dict, own: dict) -> dict:
+    from ..config import RunConfig
+    from ..models import MODELS
+
+    kind = MODELS.get(entry.get("model", RunConfig.model))
+    if kind is None:
+        return entry  # an unknown model: RunConfig says so
+    return {k: v for k, v in entry.items() if k in own or k not in kind.ignores}
+
+
+def _config(source: SuiteSource, doc: dict, block: tuple, entry: dict):
     from ..config import RunConfig
 
     try:
         return RunConfig.from_dict(entry)
     except ConfigError as e:
         summary = ", ".join(f"{k}={entry[k]}" for k in ("task", "model", "seq_len") if k in entry)
-        line = source.line_of(block[0], None, block[1])
+        key = key_of_error(str(e), entry)
+        line = (
+            key_line(source, doc, block, key) if key else source.line_of(block[0], None, block[1])
+        )
         raise source.error(line, f"{source.where(block)} ({summary}): {e}") from None
