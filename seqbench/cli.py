@@ -54,6 +54,10 @@ def _add_run(sub):
         p.add_argument(flag, dest=field_, type=type_, default=None, help=help_ + shown)
     p.add_argument("--bidirectional", action="store_true")
     p.add_argument("--nonlinearity", default=None, help="elman: tanh or relu")
+    p.add_argument("--task-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="a task option (repeatable; see 'seqbench list TASK')")  # fmt: skip
+    p.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="a model option (repeatable; see 'seqbench list MODEL')")  # fmt: skip
     p.add_argument("--no-early-stop", action="store_true", help="train all steps when solved")
     p.add_argument("--seeds", type=int, default=1,
                    help="run N seeds: --seed, --seed+1, ..., each its own run")  # fmt: skip
@@ -64,14 +68,20 @@ def _add_run(sub):
 
 def _run_config(a):
     from .config import RunConfig
+    from .options import parse_assignments
 
     given = {f: getattr(a, f) for f, *_ in RUN_FLAGS.values() if getattr(a, f) is not None}
-    opts = {} if a.nonlinearity is None else {"nonlinearity": a.nonlinearity}
+    opts = parse_assignments(a.model_opt, "--model-opt")
+    if a.nonlinearity is not None:  # --nonlinearity X: --model-opt nonlinearity=X
+        if "nonlinearity" in opts:
+            raise ConfigError("--nonlinearity and --model-opt nonlinearity=... both given")
+        opts["nonlinearity"] = a.nonlinearity
     return RunConfig(
         task=a.task,
         bidirectional=a.bidirectional,
         stop_when_solved=not a.no_early_stop,
         model_options=opts,
+        task_options=parse_assignments(a.task_opt, "--task-opt"),
         **given,
     ).validated()
 
@@ -103,18 +113,40 @@ def cmd_run(a) -> int:
 
 
 def _add_list(sub):
-    p = sub.add_parser("list", help="tasks, models and backends")
+    p = sub.add_parser("list", help="tasks, models and backends; a task's or model's options")
+    p.add_argument("name", nargs="?", default=None, help="a task or model: list its options")
     p.set_defaults(func=cmd_list)
 
 
 def cmd_list(a) -> int:
     from .backends import BACKENDS
     from .models import MODELS
-    from .tasks import available_tasks
+    from .tasks import TASKS, available_tasks
 
+    if a.name is not None:
+        return _list_options(a.name, TASKS, MODELS)
     print("tasks:    " + ", ".join(available_tasks()))
     print("models:   " + ", ".join(MODELS))
     print("backends: " + ", ".join(BACKENDS))
+    return 0
+
+
+def _list_options(name, tasks, models) -> int:
+    from .options import describe
+    from .tasks import task_options
+
+    if name not in tasks and name not in models:
+        known = ", ".join([*tasks, *models])
+        raise ConfigError(f"{name!r} is neither a task nor a model; use one of {known}")
+    if name in tasks:
+        print(f"task {name}: options (--task-opt KEY=VALUE, suite task_options)")
+        print("\n".join(describe(task_options(name))))
+    if name in models:
+        kind = models[name]
+        print(f"model {name}: options (--model-opt KEY=VALUE, suite model_options)")
+        print("\n".join(describe(kind.options)))
+        if kind.ignores:
+            print(f"  does not take: {', '.join(kind.ignores)}")
     return 0
 
 
