@@ -582,3 +582,16 @@ def test_asv_benchmarks_are_well_formed():
         methods = [m for m in vars(cls) if m.startswith(("time_", "track_", "peakmem_"))]
         assert methods, cls.__name__
         assert callable(cls.setup)
+
+
+def test_declared_esn_options_match_build_esn():
+    """The declaration the CLI and suites read and build_esn's keywords do not drift apart."""
+    import inspect
+
+    from seqbench.models.esn import FIT_OPTIONS, OPTIONS
+
+    params = inspect.signature(build_esn).parameters
+    for o in OPTIONS:
+        assert params[o.name].default == o.default, o.name
+    fit = inspect.signature(fit_esn).parameters
+    assert fit["ridge"].default == 1e-6 and {o.name for o in FIT_OPTIONS} <= set(fit)

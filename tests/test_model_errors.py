@@ -112,3 +112,13 @@ def test_kernels_are_cached_on_disk(cell):
     module = importlib.import_module(f"seqbench.kernels.cpu.{cell}")
     for name in (f"{cell}_forward", f"{cell}_backward"):
         assert type(getattr(module, name)._cache).__name__ == "FunctionCache", name
+
+
+def test_cell_option_declarations_are_the_build_defaults():
+    from seqbench.models import CELLS
+
+    for name, spec in CELLS.items():
+        resolved = spec.resolve_options(8, {})
+        for o in spec.options:
+            expected = 8 if (name, o.name) == ("jordan", "output_size") else o.default
+            assert resolved[o.name] == expected, (name, o.name)

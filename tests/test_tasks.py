@@ -288,3 +288,48 @@ def test_unknown_task_option_is_a_config_error():
 
     with pytest.raises(ConfigError, match="task 'adding' has no option 'foo'"):
         make_task("adding", 10, foo=1)
+
+
+# -- task options
+
+
+def test_copy_task_options_set_the_sizes_and_baseline():
+    t = make_task("copy-task", 5, n_copy=3, n_symbols=4)
+    b = t.generate(np.random.default_rng(0), 2)
+    assert b.x.shape == (2, 5 + 6, 6) and b.y.shape == (2, 11) and t.output_size == 5
+    assert np.array_equal(b.y[:, -3:], b.x[:, :3].argmax(-1)) and b.y[:, -3:].max() < 4
+    assert b.x[:, 5 + 3 - 1].argmax(-1).tolist() == [5, 5]  # the delimiter
+    assert t.baseline == pytest.approx(3 * np.log(4) / 11)
+    d = make_task("copy-task", 5)
+    assert (d.input_size, d.output_size, d.steps) == (10, 9, 25)
+
+
+def test_narma_order_generalises_narma10():
+    from seqbench.tasks.narma import draw_stable, narma, narma10
+
+    u = np.random.default_rng(0).uniform(0, 0.5, (2, 300))
+    assert np.array_equal(narma(u, 10), narma10(u))
+    assert not np.allclose(narma(u, 5), narma10(u))
+    t = make_task("narma10", 50, order=5)
+    assert t.order == 5 and t.baseline != make_task("narma10", 50).baseline
+    with pytest.raises(ConfigError, match="NARMA of order 20 blows up"):
+        draw_stable(np.random.default_rng(0), 2, 300, order=20)
+
+
+def test_memory_capacity_options():
+    from seqbench.tasks.memory_capacity import MemoryCapacity
+
+    assert MemoryCapacity.options_for_model({}, 64) == {"max_delay": 128}
+    assert MemoryCapacity.options_for_model({"max_delay": 7}, 64) == {"max_delay": 7}
+    t = make_task("memory-capacity", 4000, max_delay=3, distribution="normal")
+    u = t.generate(np.random.default_rng(0), 8).x[..., 0]
+    assert abs(u.var() - 0.64 / 3) < 0.01 and np.abs(u).max() > 0.8  # normal, same variance
+    assert make_task("memory-capacity", 50).max_delay == 100  # no model to size it by
+
+
+def test_mackey_glass_tanh_scaling():
+    mm = make_task("mackey-glass", 200)
+    th = make_task("mackey-glass", 200, scaling="tanh")
+    a, b = (t.generate(np.random.default_rng(0), 2).x for t in (mm, th))
+    assert not np.allclose(a, b) and np.abs(b).max() < 1
+    assert 0 < th.baseline < 1 and th.baseline != mm.baseline
