@@ -80,10 +80,14 @@ class RunConfig:
             )
         return cls(**d).validated()
 
-    def validated(self) -> RunConfig:
+    def validated(self, *, whole: bool = True) -> RunConfig | None:
         """This config checked, with its defaults filled in (seq_len, steps, clip's canonical
         form). A config that came out of here is returned as it is: a run is checked once on
-        its way in (CLI, suite file or ``train.run``), not again at every layer it passes."""
+        its way in (CLI, suite file or ``train.run``), not again at every layer it passes.
+
+        ``whole=False`` checks each field on its own and returns None: no options, nothing
+        checked against the task (tbptt, readout), no memory estimate (a suite file's keys,
+        one at a time, before they meet the rest of their run)."""
         if self.__dict__.get("_validated"):
             return self
         from .backends import check_backend
@@ -129,6 +133,8 @@ class RunConfig:
 
         clip = str(parse_clip(self.clip))
         check_init(self.init)
+        if not whole:
+            return None
         from .options import check_options
 
         model_options = check_options(kind.options, self.model_options, f"model {self.model!r}")

@@ -296,3 +296,16 @@ def test_task_options_reach_the_training_run():
                     model_options={"ridge": 1.0})  # fmt: skip
     plain = RunConfig(task="narma10", model="esn", seq_len=300, hidden_size=20, batch_size=4)
     assert run(fit).record["final_loss"] != run(plain).record["final_loss"]
+
+
+def test_suite_keys_checked_alone_do_not_meet_the_default_task(tmp_path, capsys):
+    """tbptt and readout = "mean" are right for the suite's task (adding, T=200), whatever the
+    default task is; too long a window is still refused, on its own line."""
+    text = "[defaults]\ntask = 'adding'\nseq_len = 200\ntbptt = 150\nreadout = 'mean'\n"
+    path = tmp_path / "ok.toml"
+    path.write_text(text + "[grid]\nseed = [0, 1]\n")
+    assert len(sweep.load_suite(path).configs) == 2
+    path.write_text(text.replace("150", "250") + "[grid]\nseed = [0, 1]\n")
+    assert main(["sweep", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"seqbench: error: {path}:4: ") and "tbptt=250 is longer" in err

@@ -116,7 +116,7 @@ def _check_value(source, line, where, key, value) -> None:
     if key in ("model_options", "task_options"):
         return  # depends on the model or task: checked with them (RunConfig, check_models)
     try:
-        RunConfig(**{key: value}).validated()
+        RunConfig(**{key: value}).validated(whole=False)
     except ConfigError as e:
         raise source.error(line, f"{key!r} in {where}: {e}") from None
     except ImportError as e:
