@@ -57,10 +57,8 @@ OPTIONS = (
     ),
     Option("sparse", bool, True, "W as a CSR matrix (false: dense)"),
 )
-FIT_OPTIONS = (
-    Option("ridge", float, 1e-6, "ridge penalty of the readout fit", 0.0),
-    Option("washout", int, None, "steps the fit skips (auto: the task's washout)", 0),
-)
+FIT_OPTIONS = (Option("ridge", float, 1e-6, "ridge penalty of the readout fit", 0.0),)
+# (the washout is the task's option: mackey-glass, narma10 and memory-capacity declare it)
 BUILD_ONLY = ("feedback_size", "feedback_scaling")  # build_esn's, not a run's
 
 
