@@ -101,7 +101,8 @@ class ModelKind:
         itemsize = DTYPES[cfg.dtype]().itemsize
         per_step = task.readout == "all"
         data = data_bytes(cfg.batch_size, task.steps, task.input_size, task.output_size,
-                                 per_step, task.kind == "classification", itemsize)  # fmt: skip
+                          per_step, task.kind == "classification", itemsize,
+                          out_copies=1 if self.fitted else 3)  # fmt: skip
         shape = {"batch": cfg.batch_size, "steps": task.steps, "input_size": task.input_size,
                  "hidden": cfg.hidden_size, "itemsize": itemsize}  # fmt: skip
         if self.fitted:
