@@ -35,7 +35,7 @@ class RunConfig:
     readout: str = "last"  # sequence-level tasks: last hidden state or mean over time
     tbptt: int | None = None  # truncated BPTT window (k1 = k2); None: full BPTT
     eval_every: int = 100
-    eval_batches: int = 4
+    eval_batches: int | None = None  # None: enough batches for 1024 held-out sequences
     profile_every: int = 50  # cadence of ||dL/dh_t|| profiles and W_hh spectra
     stop_when_solved: bool = True
     model_options: dict = field(default_factory=dict)  # nonlinearity, forget_bias, leak, ...
@@ -116,10 +116,11 @@ class RunConfig:
             "num_layers",
             "batch_size",
             "eval_every",
-            "eval_batches",
             "profile_every",
         ):
             _positive_int(name, getattr(self, name))
+        if self.eval_batches is not None:
+            _positive_int("eval_batches", self.eval_batches)
         if self.tbptt is not None:
             _positive_int("tbptt", self.tbptt)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:

@@ -75,9 +75,10 @@ def verdict_lines(r: dict) -> list[str]:
     """The end-of-run summary: solved or not, against the baseline, speed, gradient story."""
     fitted = _fitted(r["model"])
     how = "ridge readout" if fitted else f"{r['optimizer']} lr={r['lr']:g}, clip {r['clip']}"
+    layers = "" if r.get("num_layers") is None else f" x{r['num_layers']}"  # None: no layers
     head = (
-        f"{r['task']} T={r['seq_len']}  {r['model']} H={r['hidden_size']} "
-        f"x{r['num_layers']}{' bi' if r['bidirectional'] else ''}  "
+        f"{r['task']} T={r['seq_len']}  {r['model']} H={r['hidden_size']}"
+        f"{layers}{' bi' if r.get('bidirectional') else ''}  "
         f"({r['backend']}, {r['dtype']}, {how})"
     )
     return [head, _outcome(r), *(_fitted_lines(r) if fitted else _gradient_lines(r))]
@@ -92,26 +93,13 @@ def _fitted(model: str) -> bool:
 
 
 def solved_rule(task: str) -> str | None:
-    """The task's bar for "solved", in words: its ``solved_rule`` if it declares one, else
-    the first line of its ``solved`` docstring; None when neither says it."""
-    from .tasks import TASKS, Task, _task_class
+    """The task's bar for "solved", in words (its ``solved_rule``); None for an unknown task."""
+    from .tasks import TASKS, _task_class
 
-    if task not in TASKS:
-        return None
     try:
-        cls = _task_class(task)
+        return _task_class(task).solved_rule if task in TASKS else None
     except ImportError:
         return None
-    rule = getattr(cls, "solved_rule", None)
-    if rule:
-        return rule
-    if cls.solved is Task.solved:
-        return "eval loss < 0.1 x baseline"
-    doc = (cls.solved.__doc__ or "").strip().splitlines()
-    if not doc:
-        return None
-    first = doc[0].rstrip(".")
-    return first[0].lower() + first[1:] if first[1:2].islower() else first  # "MSE" stays
 
 
 def _outcome(r: dict) -> str:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import RunConfig
+from .config import RunConfig, task_for
 from .models import DTYPES, MODELS, build_for_run
-from .tasks import make_task
 
 
 @dataclass
@@ -77,17 +76,16 @@ class Head:
 
 # ---------------------------------------------------------------- trainer
 
-# Evaluation sees at least this many held-out sequences unless eval_batches is set to other
-# than its default (RunConfig cannot tell "left at 4" from "set to 4": 4 reads as "auto").
+# Evaluation sees at least this many held-out sequences unless eval_batches is set.
 EVAL_SEQUENCES = 1024
-_DEFAULT_EVAL_BATCHES = {f.name: f.default for f in fields(RunConfig)}["eval_batches"]
+MIN_EVAL_BATCHES = 4
 
 
 def eval_batch_count(cfg: RunConfig) -> int:
-    """cfg.eval_batches, or for the default enough batches for EVAL_SEQUENCES sequences."""
-    if cfg.eval_batches != _DEFAULT_EVAL_BATCHES:
+    """cfg.eval_batches, or (None: auto) enough batches for EVAL_SEQUENCES sequences."""
+    if cfg.eval_batches is not None:
         return cfg.eval_batches
-    return max(cfg.eval_batches, math.ceil(EVAL_SEQUENCES / cfg.batch_size))
+    return max(MIN_EVAL_BATCHES, math.ceil(EVAL_SEQUENCES / cfg.batch_size))
 
 
 @dataclass
@@ -104,7 +102,7 @@ class Trainer:
         from .optim import make_optimizer
 
         self.cfg = cfg
-        self.task = make_task(cfg.task, cfg.seq_len)
+        self.task = task_for(cfg)
         self.dtype = DTYPES[cfg.dtype]
         self.model = build_for_run(cfg, self.task.input_size)
         self.data_rng = np.random.default_rng([cfg.seed, 1])
@@ -350,11 +348,12 @@ def _config_columns(cfg: RunConfig, task) -> dict:
 def _run_fitted(cfg: RunConfig, progress) -> RunResult:
     from .esn_fit import fit_esn
 
-    task = make_task(cfg.task, cfg.seq_len)
+    task = task_for(cfg)
     model = build_for_run(cfg, task.input_size)
     rng = np.random.default_rng([cfg.seed, 1])
     t0 = time.perf_counter()
-    out = fit_esn(model, task, rng, batch_size=cfg.batch_size, train_batches=cfg.steps)
+    fit = MODELS[cfg.model].fit_options_for(cfg)  # e.g. the ridge
+    out = fit_esn(model, task, rng, batch_size=cfg.batch_size, train_batches=cfg.steps, **fit)
     record = {
         **_config_columns(cfg, task),
         "status": out.pop("status", "finished"),

@@ -282,9 +282,6 @@ def test_malformed_option_tables_in_a_suite(table, line, words, tmp_path, capsys
     assert err.startswith(f"seqbench: error: {path}:{line}: "), err
 
 
-@pytest.mark.xfail(
-    strict=True, reason="train.py still calls make_task(cfg.task, cfg.seq_len): wire task_for"
-)
 def test_task_options_reach_the_training_run():
     from seqbench.train import run
 

@@ -6,10 +6,10 @@ and median steps per second (and the best lr per cell when lrs vary); and, when 
 clipping, divergence and solve rates per clipping setting and T. Only seeds are pooled unless
 ``--pool COLUMN`` says otherwise.
 
-The report (``seqbench report``, ``html``) is one HTML file, written all or nothing, with the tables inline and PNG
-figures (``plots``) written next to it: loss against the memoryless baseline, heatmaps of
-log10 ||dL/dh_t|| over t and training step (the vanishing-gradient picture), success rate and
-final loss / baseline against T, and speed per backend.
+The report (``seqbench report``, ``html``) is one HTML file, written all or nothing, with the
+tables inline and PNG figures (``plots``) written next to it: loss against the memoryless
+baseline, heatmaps of log10 ||dL/dh_t|| over t and training step (the vanishing-gradient
+picture), success rate and final loss / baseline against T, and speed per backend.
 """
 
 from .cli import add_arguments, main

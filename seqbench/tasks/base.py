@@ -108,6 +108,8 @@ class Task:
         """Loss of the best memoryless predictor."""
         raise NotImplementedError
 
+    solved_rule = "eval loss < 0.1 x baseline"  # solved() in words, for the verdict line
+
     def solved(self, loss: float, metrics: dict) -> bool:
         return loss < 0.1 * self.baseline
 
