@@ -195,6 +195,7 @@ PLUGINS = {
     "bench": ("seqbench.bench", "seqbench vs torch timing table"),
     "sweep": ("seqbench.sweep.cli", "run a suite of configs, resumable, locally or on Dask"),
     "report": ("seqbench.report.cli", "HTML report with plots of recorded runs"),
+    "reproduce": ("seqbench.reproduce.cli", "rerun a published result: runs, claims, figure"),
 }
 
 

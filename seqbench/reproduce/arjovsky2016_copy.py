@@ -1,0 +1,150 @@
+"""Arjovsky, Shah & Bengio 2016, the copying memory problem (Fig. 1).
+
+The paper: 10 symbols from 8, recalled after a lag T ∈ {100, 200, 300, 500}; an RNN (tanh)
+stays at the memoryless baseline 10·ln8/(T+20) while the LSTM gets below it at short lags
+(and the uRNN solves it); RMSprop lr 1e-3, batch 20, cells sized to similar parameter counts.
+
+Here: LSTM, GRU and Elman (tanh), one size for all, Adam over lr ∈ {1e-3, 1e-2} with the best
+lr per cell and T chosen by seqbench.results.best_of (fewest diverged, then lowest mean eval
+loss over seeds), norm clipping at 1 as a guard. Budgets, and why:
+
+- full: T ∈ {10, 20, 50, 100}, H=128, batch 64, 5000 steps, 5 seeds: 3 x 4 x 2 x 5 = 120 runs.
+  The paper's lags (100-500) and its ~thousands of iterations at T=500 are hours per run in
+  float32 on 2 cores (a T=100 step at B=64, H=128 is ~0.1-0.2 s); T=100 is the paper's
+  shortest lag and the largest that fits a background sweep of a few hours.
+- quick: T ∈ {10, 20}, H=64, batch 32, 1500 steps, 3 seeds: 3 x 2 x 2 x 3 = 36 runs, about
+  a quarter of a minute of training each at T=20 on one core; evaluation on 256 held-out
+  sequences every 100 steps. Enough for a gated cell to leave the baseline at T=20 (the
+  task's default run, GRU, gets to ~0.3x in 3000 steps), too short to solve it.
+- smoke: T ∈ {3, 5}, H=8, batch 8, 10 steps, one lr: the plumbing only.
+
+Claims (rules fixed here, before any full run): the worse of LSTM and GRU is below the
+baseline (eval loss ÷ baseline < 1) at each T; Elman stays at or above 0.9 x baseline at each
+T; and the gated cells' loss ratio is higher at the largest T than at the smallest.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .base import (
+    Claim,
+    Reproduction,
+    above,
+    at_least,
+    below,
+    best_lr,
+    each_value,
+    final_value,
+    grid,
+    per_seed,
+)
+from .figures import curves_by_model, new_figure, panels, save
+
+SOURCE = "Arjovsky, Shah & Bengio 2016, Fig. 1"
+GATED = ("lstm", "gru")
+
+SETTINGS = {
+    "smoke": dict(seq_len=[3, 5], hidden_size=8, batch_size=8, steps=10, lr=[1e-2],
+                  eval_every=5, eval_batches=1, profile_every=5),
+    "quick": dict(seq_len=[10, 20], hidden_size=64, batch_size=32, steps=1500,
+                  lr=[1e-3, 1e-2], eval_every=100, eval_batches=8, profile_every=100),
+    "full": dict(seq_len=[10, 20, 50, 100], hidden_size=128, batch_size=64, steps=5000,
+                 lr=[1e-3, 1e-2], eval_every=100, profile_every=250),
+}  # fmt: skip
+
+
+def suite(mode: str, seeds: int) -> list:
+    s = dict(SETTINGS[mode])
+    axes = {"model": ["lstm", "gru", "elman"], "seq_len": s.pop("seq_len"), "lr": s.pop("lr")}
+    defaults = dict(task="copy-task", optimizer="adam", clip="norm:1", **s)
+    return grid(defaults, seeds, axes)
+
+
+def _gated_worse(runs: pd.DataFrame) -> pd.Series:
+    """Per seed, the larger loss ratio of LSTM and GRU (both must beat the baseline)."""
+    r = best_lr(runs[runs["model"].isin(GATED)])
+    return per_seed(r, final_value(r), "max")
+
+
+def _elman(runs: pd.DataFrame) -> pd.Series:
+    r = best_lr(runs[runs["model"] == "elman"])
+    return per_seed(r, final_value(r))
+
+
+def _falls_with_T(runs: pd.DataFrame) -> pd.Series:
+    """Per seed: mean gated loss ratio at the largest T minus at the smallest T."""
+    r = best_lr(runs[runs["model"].isin(GATED)])
+    if r.empty or r["seq_len"].nunique() < 2:
+        return pd.Series(dtype=float)
+    lo, hi = r["seq_len"].min(), r["seq_len"].max()
+    at = {t: per_seed(r[r["seq_len"] == t], final_value(r[r["seq_len"] == t])) for t in (lo, hi)}
+    return (at[hi] - at[lo]).dropna()
+
+
+CLAIMS = (
+    Claim(
+        "gated-beat-baseline",
+        "LSTM and GRU end below the memoryless baseline: the worse of the two, eval loss ÷ "
+        "10·ln8/(T+20), best lr",
+        "LSTM below the baseline at T=100, RNN on it",
+        SOURCE,
+        _gated_worse,
+        below(1.0),
+        each_value("seq_len", "T"),
+    ),
+    Claim(
+        "elman-at-baseline",
+        "Elman (tanh) stays at or above the memoryless baseline: eval loss ÷ baseline, best lr",
+        "RNN flat at the baseline for every T",
+        SOURCE,
+        _elman,
+        at_least(0.9),
+        each_value("seq_len", "T"),
+    ),
+    Claim(
+        "success-falls-with-T",
+        "Success falls as T grows: gated cells' loss ÷ baseline at the largest T minus at the "
+        "smallest (mean of LSTM and GRU, best lr)",
+        "the LSTM's advantage shrinks from T=100 to T=500 (> 0)",
+        SOURCE,
+        _falls_with_T,
+        above(0.0),
+    ),
+)
+
+
+def figure(runs: pd.DataFrame, history: pd.DataFrame, out) -> list:
+    """Eval loss ÷ baseline against steps, one panel per T, best lr per cell."""
+    r = best_lr(runs)
+    ts = sorted(int(t) for t in r["seq_len"].unique())
+    fig = new_figure(3.6 * max(len(ts), 1), 3.4)
+    for ax, t in zip(panels(fig, len(ts)), ts, strict=False):
+        curves_by_model(ax, r[r["seq_len"] == t], history, scale=lambda row: row.baseline_loss)
+        ax.axhline(1.0, color="k", ls="--", lw=1, label="memoryless baseline")
+        ax.set_title(f"copy, T={t}")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("eval loss ÷ baseline")
+        ax.legend(fontsize=7)
+    return [save(fig, out, "copy.png")]
+
+
+REPRODUCTION = Reproduction(
+    name="arjovsky2016-copy",
+    title="Copying memory: gated cells leave the baseline, Elman does not",
+    paper="Arjovsky, Shah & Bengio 2016, Unitary Evolution Recurrent Neural Networks (ICML)",
+    suite=suite,
+    claims=CLAIMS,
+    figure=figure,
+    scale_downs=(
+        "T ∈ {10, 20, 50, 100} instead of the paper's {100, 200, 300, 500}",
+        "Adam over lr {1e-3, 1e-2} (best per cell and T) with norm clipping at 1, instead of "
+        "RMSprop lr 1e-3",
+        "one hidden size for every cell (H=128, where the paper matched parameter counts)",
+        "5000 steps of batch 64",
+    ),
+    quick_scale_downs=(
+        "quick: T ∈ {10, 20}, H=64, 1500 steps of batch 32, 3 seeds, evaluation on 256 sequences",
+    ),  # fmt: skip
+    notes=__doc__,
+)
