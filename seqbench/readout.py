@@ -94,6 +94,28 @@ class Ridge:
         self.bias = np.ascontiguousarray(w[-1])
         return self.weight, self.bias
 
+    def fit_lstsq(self, states, targets):
+        """Solve the same problem from the samples themselves, states (S, N) and targets
+        (S, O), without forming A^T A: least squares (SVD) of [A; sqrt(ridge) [I 0]] against
+        [Y; 0], which keeps the precision that squaring A's condition number would lose.
+        Returns (weight, bias)."""
+        x, y = np.asarray(states, dtype=np.float64), np.asarray(targets, dtype=np.float64)
+        if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0] or not x.shape[0]:
+            raise ConfigError(f"states {x.shape} and targets {y.shape} do not pair up")
+        if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+            raise ConfigError("states or targets contain NaN or Inf")
+        n = x.shape[1]
+        a = np.zeros((x.shape[0] + n, n + 1))
+        a[: x.shape[0], :n], a[: x.shape[0], n] = x, 1.0
+        a[x.shape[0] :, :n] = np.sqrt(self.ridge) * np.eye(n)  # the bias is not penalised
+        b = np.zeros((a.shape[0], y.shape[1]))
+        b[: x.shape[0]] = y
+        w = scipy.linalg.lstsq(a, b, lapack_driver="gelsd")[0]
+        self.weight = np.ascontiguousarray(w[:-1].T)
+        self.bias = np.ascontiguousarray(w[-1])
+        self.samples = x.shape[0]
+        return self.weight, self.bias
+
     def predict(self, states) -> np.ndarray:
         """states (..., N) -> outputs (..., O)."""
         if self.weight is None:

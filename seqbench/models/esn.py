@@ -6,16 +6,17 @@
 Parameter names follow the model contract: ``weight_ih_l0`` = W_in (N, I), ``weight_hh_l0`` =
 W (N, N; a dense ndarray or a scipy.sparse matrix), ``bias_hh_l0`` = b (N,), and with output
 feedback ``weight_fb_l0`` = W_fb (N, F). ReservoirPy's ``Reservoir(W=W, Win=Win, bias=bias,
-lr=a)`` runs the same equation: its W, Win and bias load with ``load_state_dict`` and give the
-same states.
+lr=a)`` runs the same equation: its W, Win and bias load with ``load_state_dict`` as they are.
 
 Construction (reproducible from ``seed``; each matrix has its own child seed, so changing the
 input size leaves W unchanged): W has round(connectivity N^2) nonzeros at uniformly random
 positions, values N(0, 1) or U(-1, 1), rescaled to ``spectral_radius`` with an ARPACK estimate
 at a loose tolerance (a few seconds at N = 5000, 2.5M nonzeros; exact eigenvalues for
-N <= 256). W_in: +-input_scaling with equal odds (ReservoirPy's default; U(-1, 1) would
-halve the input's RMS gain) at ``input_connectivity``; b: U(-1, 1) *
-bias_scaling; W_fb: U(-1, 1) * feedback_scaling.
+N <= 256); ``orthogonal``: instead a random orthogonal matrix (QR of an N(0, 1) matrix, dense)
+times ``spectral_radius``, the well-conditioned W of linear memory-capacity studies. W_in:
++-input_scaling with equal odds (ReservoirPy's default) at ``input_connectivity``; b:
+U(-1, 1) * bias_scaling; W_fb: U(-1, 1) * feedback_scaling (``output_feedback``: F = I, the
+generated series fed back; seqbench.esn_fit then fits with teacher forcing).
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ ACTIVATIONS = ("tanh", "identity")
 _EXACT_EIG_MAX = 256  # below this, np.linalg.eigvals is cheap and exact
 _MAX_NNZ = 2**32 - 1  # uint32 CSR indices in the kernel
 
-# What a run may set (model_options): the build's options, then the readout fit's
-# (seqbench.esn_fit.fit_esn's keywords). Output feedback (feedback_size, feedback_scaling)
-# is build_esn's alone: the run's fit drives the reservoir without a teacher.
+# What a run may set (model_options): the build's options, then the readout fit's (fit_esn's
+# keywords; the washout is the task's option). A run's feedback is output_feedback (F = I);
+# feedback_size (any F) is build_esn's alone.
 OPTIONS = (
     Option("spectral_radius", float, 0.9, "max |eigenvalue| W is rescaled to", 0.0, low_open=True),
     Option("leak", float, 1.0, "leak rate a of x_t = (1 - a) x_t-1 + a f(...)", 0.0, 1.0, True),
@@ -56,10 +57,15 @@ OPTIONS = (
         "weight_distribution", str, "normal", "W's nonzero values", choices=("normal", "uniform")
     ),
     Option("sparse", bool, True, "W as a CSR matrix (false: dense)"),
+    Option("orthogonal", bool, False, "W random orthogonal x spectral_radius (dense)"),
+    Option("output_feedback", bool, False, "readout fed back via W_fb (teacher-forced fit)"),
+    Option("feedback_scaling", float, 1.0, "W_fb ~ U(-1, 1) x this", 0.0, low_open=True),
 )
-FIT_OPTIONS = (Option("ridge", float, 1e-6, "ridge penalty of the readout fit", 0.0),)
-# (the washout is the task's option: mackey-glass, narma10 and memory-capacity declare it)
-BUILD_ONLY = ("feedback_size", "feedback_scaling")  # build_esn's, not a run's
+FIT_OPTIONS = (
+    Option("ridge", float, 1e-6, "ridge penalty of the readout fit", 0.0),
+    Option("teacher_noise", float, 0.0, "U(-a, a) added to the fed-back teacher in the fit", 0.0),
+)
+BUILD_ONLY = ("feedback_size",)  # build_esn's, not a run's
 
 
 # ------------------------------------------------------------------ validation
@@ -410,6 +416,8 @@ def build_esn(
     feedback_size: int = 0,
     feedback_scaling: float = 1.0,
     activation: str = "tanh",
+    orthogonal: bool = False,
+    output_feedback: bool = False,
     **unknown,
 ) -> EchoStateNetwork:
     """Build a reservoir; every argument is validated here, so kernels never see a bad value."""
@@ -437,12 +445,16 @@ def build_esn(
             "weight_distribution", weight_distribution, DISTRIBUTIONS
         ),
         "sparse": sparse,
+        "orthogonal": orthogonal,
         "feedback_size": 0 if feedback_size == 0 else check_size("feedback_size", feedback_size),
         "feedback_scaling": check_positive("feedback_scaling", feedback_scaling),
         "activation": _check_choice("activation", activation, ACTIVATIONS),
     }
-    if not isinstance(sparse, bool):
-        raise ConfigError(f"sparse must be True or False, got {sparse!r}")
+    for name, flag in (("sparse", sparse), ("orthogonal", orthogonal), ("output_feedback", output_feedback)):  # fmt: skip  # noqa: E501
+        if not isinstance(flag, bool):
+            raise ConfigError(f"{name} must be True or False, got {flag!r}")
+    if output_feedback and not options["feedback_size"]:
+        options["feedback_size"] = input_size  # F = I: the generated series is fed back
     N, I, F = hidden_size, input_size, options["feedback_size"]
     if round(options["connectivity"] * N * N) < 1:
         raise ConfigError(
@@ -452,10 +464,14 @@ def build_esn(
         raise ConfigError(f"input_connectivity={input_connectivity} leaves no input weight")
     seq = np.random.SeedSequence(int(seed))
     rng_w, rng_in, rng_b, rng_fb = (np.random.default_rng(s) for s in seq.spawn(4))
-    w = random_matrix(
-        rng_w, (N, N), options["connectivity"], options["weight_distribution"], as_sparse=sparse
-    )
-    rho = estimate_spectral_radius(w)
+    if orthogonal:  # Haar-random (QR's sign convention fixed): every |eigenvalue| is 1
+        q, r = np.linalg.qr(rng_w.standard_normal((N, N)))
+        w = (sparse_mod.csr_array if sparse else np.asarray)(q * np.sign(np.diag(r)))
+    else:
+        w = random_matrix(
+            rng_w, (N, N), options["connectivity"], options["weight_distribution"], as_sparse=sparse
+        )
+    rho = 1.0 if orthogonal else estimate_spectral_radius(w)
     if rho < 1e-12:
         raise ConfigError(
             f"the random reservoir has spectral radius 0 (connectivity={connectivity} is too "

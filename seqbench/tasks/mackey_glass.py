@@ -17,7 +17,11 @@ are driven to T - K and the last K values are generated with each prediction fed
 next input; metrics "free_run_nrmse" (over the K steps) and "free_run_nrmse_last" (at step K).
 ``protocol="jaeger2004"`` sets Jaeger & Haas (2004)'s lengths: 3084 steps, washout 1000,
 free run 84 (NRMSE at step 84), with this module's [-1, 1] scaling unless ``scaling="tanh"``
-asks for theirs, tanh(x - 1).
+asks for theirs, tanh(x - 1); and, for a reservoir with output feedback (seqbench.esn_fit's
+teacher-forced fit), their trial counts: one training window (3000 steps: 1000 washout, 2000
+fitted) and 100 test windows (``train_windows``, ``test_windows``; None: set by the batches).
+``attractor_std`` is the standard deviation of the (scaled or original) series over the long
+reference trajectory: the normaliser of the free-run NRMSE of that fit.
 """
 
 from __future__ import annotations
@@ -172,6 +176,8 @@ class MackeyGlass(Task):
             raise ConfigError(f"free_run={free_run} must be shorter than seq_len={self.seq_len}")
         self.horizon, self.free_run, self.tau = int(horizon), int(free_run), float(tau)
         self.washout, self.protocol, self.scaling = int(washout), protocol, scaling
+        jaeger = protocol == "jaeger2004"
+        self.train_windows, self.test_windows = (1, 100) if jaeger else (None, None)
 
     def generate(self, rng: np.random.Generator, batch_size: int, split: str = "train") -> Batch:
         batch_size = check_batch(batch_size, split)
@@ -191,6 +197,20 @@ class MackeyGlass(Task):
             raw = raw_series(hist, TRANSIENT + REFERENCE_SAMPLES, self.tau)[0, TRANSIENT:]
             s = scale(raw, self.tau, self.scaling)
         return float(np.mean((s[self.horizon :] - s[: -self.horizon]) ** 2))
+
+    def attractor_std(self, original: bool = False) -> float:
+        """std of the series on the reference trajectory: scaled (the task's coordinates) or
+        the equation's own x(t)."""
+        hist = np.full((1, _delay(self.tau) + 1), 1.2)
+        raw = raw_series(hist, TRANSIENT + REFERENCE_SAMPLES, self.tau)[0, TRANSIENT:]
+        return float(np.std(raw if original else scale(raw, self.tau, self.scaling)))
+
+    def unscale(self, s) -> np.ndarray:
+        """The inverse of ``scale``: the equation's x(t) from the task's series."""
+        if self.scaling == "tanh":
+            return np.arctanh(np.clip(s, -1 + 1e-15, 1 - 1e-15)) + 1.0
+        lo, hi, _ = reference(self.tau)
+        return (np.asarray(s) + 1.0) * (hi - lo) / 2.0 + lo
 
     def metrics(self, out, y) -> dict:
         """nrmse = RMSE / std(target)."""

@@ -89,13 +89,21 @@ class MemoryCapacity(Task):
     def baseline(self) -> float:
         return (2 * AMPLITUDE) ** 2 / 12.0
 
-    def metrics(self, out, y) -> dict:
+    @staticmethod
+    def capacity_by_delay(out, y) -> np.ndarray:
+        """MC_k = corr^2(u(t - k), y_k(t)) for k = 1..K: the forgetting curve, (K,)."""
         o = np.asarray(out).reshape(-1, out.shape[-1])
         t = np.asarray(y).reshape(-1, y.shape[-1])
         oc, tc = o - o.mean(axis=0), t - t.mean(axis=0)
         denom = np.sqrt((oc**2).sum(axis=0) * (tc**2).sum(axis=0))
         corr = np.where(denom > 0, (oc * tc).sum(axis=0) / np.where(denom > 0, denom, 1.0), 0.0)
-        return {**super().metrics(out, y), "memory_capacity": float(np.sum(corr**2))}
+        return corr**2
+
+    def metrics(self, out, y) -> dict:
+        mc = float(np.sum(self.capacity_by_delay(out, y)))
+        return {**super().metrics(out, y), "memory_capacity": mc}
+
+    solved_rule = "memory capacity >= 0.9 x its bound min(N, max_delay)"
 
     def solved(self, loss: float, metrics: dict) -> bool:
         bound = metrics.get("memory_capacity_bound", self.max_delay)
