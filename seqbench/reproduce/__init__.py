@@ -26,7 +26,7 @@ Modules: base (Reproduction, Claim, Rule and the rules, grid, measure helpers), 
 (drawing helpers), cli (``seqbench reproduce``), and one module per reproduction.
 """
 
-from . import arjovsky2016_adding, arjovsky2016_copy, pascanu2013_clipping
+from . import arjovsky2016_adding, arjovsky2016_copy, jaeger2002, jaeger2004, pascanu2013_clipping
 from .base import (
     DEFAULT_SEEDS,
     MODES,
@@ -45,7 +45,7 @@ from .run import Outcome, configs, default_out, reproduce
 
 REPRODUCTIONS = {
     m.REPRODUCTION.name: m.REPRODUCTION
-    for m in (arjovsky2016_copy, arjovsky2016_adding, pascanu2013_clipping)
+    for m in (arjovsky2016_copy, arjovsky2016_adding, pascanu2013_clipping, jaeger2004, jaeger2002)
 }
 
 __all__ = [
