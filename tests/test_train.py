@@ -220,14 +220,13 @@ def test_probe_leaves_training_bit_identical():
 def test_verdict_names_the_bar_the_probe_and_the_speed_basis():
     from seqbench.console import solved_rule, verdict_lines
 
-    assert solved_rule("copy-task") == (
-        "loss below a tenth of the baseline, or every recalled symbol right"
-    )
-    assert solved_rule("adding") == "MSE below a tenth of the baseline"
+    assert solved_rule("copy-task") == "eval loss < 0.1 x baseline or every recalled symbol right"
+    assert solved_rule("adding") == "MSE < 0.1 x baseline"
     assert solved_rule("narma10") == "eval loss < 0.1 x baseline"  # Task.solved's own bar
+    assert solved_rule("no-such-task") is None
     rec = run(RunConfig(task="adding", model="elman", **TINY)).record
     text = "\n".join(verdict_lines(rec))
-    assert "(solved = MSE below a tenth of the baseline)" in text
+    assert "(solved = MSE < 0.1 x baseline)" in text
     assert f"(SE over {rec['eval_sequences']} sequences)" in text
     assert "steps/s excl. compile" in text
     init, final = rec["grad_ratio_log10_init"], rec["grad_ratio_log10_final"]
