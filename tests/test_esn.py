@@ -366,8 +366,8 @@ def test_spectral_radius_is_hit(N, sparse, dist):
 
 
 def test_linear_reservoir_memory_capacity_is_close_to_n():
-    """Under linear_memory_capacity's conditions (float64, orthogonal W at rho 0.95, input
-    scaling 0.2, ridge 1e-12, long series) a linear reservoir of 20 units recalls >= 0.9 N."""
+    """Under linear_memory_capacity's conditions (float64, orthogonal W at rho 1 - 2/N, input
+    scaling 0.3, ridge 1e-12, long series) a linear reservoir of 20 units recalls >= 0.9 N."""
     N = 20
     r = linear_memory_capacity(N)
     mc = r["metrics"]["memory_capacity"]
