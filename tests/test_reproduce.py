@@ -193,3 +193,7 @@ def test_readme_table_from_claims_files(tmp_path):
         " reproduced |" in text  # fmt: skip
     assert lines[-1].endswith("| 1.2 | 1 | not reproduced |")
     assert "no claims.parquet" in readme_table(tmp_path / "empty")
+    write_claims(table.assign(mode="quick"), tmp_path / "demo" / "quick")
+    quick = readme_table(tmp_path, mode="quick")
+    assert "| demo (quick mode) |" in quick and len(quick.splitlines()) == 4
+    assert readme_table(tmp_path) == text  # the full table reads the full claims only

@@ -15,6 +15,8 @@ Budgets, and why:
   0.1 x 0.167); the paper's T=750 doubles that for every run.
 - quick: T ∈ {50, 100}, H=64, batch 32, 1500 steps, 3 seeds: (2 + 3) x 2 x 3 = 30 runs. The
   LSTM solves T=100 in ~1000 steps here; an Elman run at T=100 is a few ms a step.
+  Measured: 165 s wall on 2 cores (2 workers); the LSTM at lr 1e-2 solved all 6 (T=50 by
+  step 600, T=100 by 1200), at lr 1e-3 none; no Elman run solved.
 - smoke: T ∈ {4, 6}, H=8, batch 8, 10 steps, one lr per cell: the plumbing only.
 
 Claims (rules fixed here, before any full run): the LSTM's MSE is below 0.167 at each T (the

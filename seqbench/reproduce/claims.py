@@ -83,9 +83,11 @@ def interval_text(measured: float, low: float, high: float, n: int) -> str:
     return fmt_interval(Interval(int(n), float(measured), float(low), float(high)))
 
 
-def readme_table(root="results/reproductions") -> str:
-    """The README's "What seqbench reproduces" table, from every ROOT/*/claims.parquet."""
-    paths = sorted(Path(root).glob(f"*/{CLAIMS_FILE}"))
+def readme_table(root="results/reproductions", mode: str = "full") -> str:
+    """The README's "What seqbench reproduces" table, from every ROOT/*/claims.parquet (the
+    full mode's; ``mode="quick"`` reads ROOT/*/quick/claims.parquet)."""
+    pattern = f"*/{CLAIMS_FILE}" if mode == "full" else f"*/{mode}/{CLAIMS_FILE}"
+    paths = sorted(Path(root).glob(pattern))
     if not paths:
         return f"(no {CLAIMS_FILE} under {root} yet)\n"
     claims = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
