@@ -34,6 +34,9 @@ Claims (rules fixed here, before any full run), per seed:
 - linear MC >= 0.9 N at each N <= 100 (and the same rule, reported, at N = 200: one claim,
   one case per N);
 - tanh below linear: MC_linear - MC_tanh > 0 at each N.
+
+Measured on 2 cores beside other jobs, 2 workers: quick (12 runs) 8-12 s wall, full (80 runs)
+220 s wall.
 """
 
 from __future__ import annotations
