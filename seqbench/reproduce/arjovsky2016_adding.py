@@ -40,7 +40,7 @@ from .base import (
     grid,
     per_seed,
 )
-from .figures import curves_by_model, new_figure, panels, save
+from .figures import curves_per_t, save
 
 SOURCE = "Arjovsky, Shah & Bengio 2016, Fig. 2"
 BASELINE = 0.167
@@ -107,16 +107,7 @@ def figure(runs: pd.DataFrame, history: pd.DataFrame, out) -> list:
     """Eval MSE against steps, one panel per T: LSTM at its best lr, Elman at every lr."""
     lstm = best_lr(runs[runs["model"] == "lstm"])
     shown = pd.concat([lstm, runs[runs["model"] == "elman"]])
-    ts = sorted(int(t) for t in shown["seq_len"].unique())
-    fig = new_figure(3.6 * max(len(ts), 1), 3.4)
-    for ax, t in zip(panels(fig, len(ts)), ts, strict=False):
-        curves_by_model(ax, shown[shown["seq_len"] == t], history)
-        ax.axhline(BASELINE, color="k", ls="--", lw=1, label="baseline 0.167")
-        ax.set_yscale("log")
-        ax.set_title(f"adding, T={t}")
-        ax.set_xlabel("training step")
-        ax.set_ylabel("eval MSE")
-        ax.legend(fontsize=7)
+    fig = curves_per_t(shown, history, "adding", "eval MSE", BASELINE, "baseline 0.167", log=True)
     return [save(fig, out, "adding.png")]
 
 

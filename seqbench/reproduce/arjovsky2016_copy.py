@@ -42,7 +42,7 @@ from .base import (
     grid,
     per_seed,
 )
-from .figures import curves_by_model, new_figure, panels, save
+from .figures import curves_per_t, save
 
 SOURCE = "Arjovsky, Shah & Bengio 2016, Fig. 1"
 GATED = ("lstm", "gru")
@@ -120,15 +120,8 @@ CLAIMS = (
 def figure(runs: pd.DataFrame, history: pd.DataFrame, out) -> list:
     """Eval loss ÷ baseline against steps, one panel per T, best lr per cell."""
     r = best_lr(runs)
-    ts = sorted(int(t) for t in r["seq_len"].unique())
-    fig = new_figure(3.6 * max(len(ts), 1), 3.4)
-    for ax, t in zip(panels(fig, len(ts)), ts, strict=False):
-        curves_by_model(ax, r[r["seq_len"] == t], history, scale=lambda row: row.baseline_loss)
-        ax.axhline(1.0, color="k", ls="--", lw=1, label="memoryless baseline")
-        ax.set_title(f"copy, T={t}")
-        ax.set_xlabel("training step")
-        ax.set_ylabel("eval loss ÷ baseline")
-        ax.legend(fontsize=7)
+    fig = curves_per_t(r, history, "copy", "eval loss ÷ baseline", 1.0, "memoryless baseline",
+                       scale=lambda row: row.baseline_loss)  # fmt: skip
     return [save(fig, out, "copy.png")]
 
 

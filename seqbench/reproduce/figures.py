@@ -52,6 +52,22 @@ def curves_by_model(ax, runs: pd.DataFrame, history: pd.DataFrame, scale=None) -
         labelled.add(label)
 
 
+def curves_per_t(runs, history, task, ylabel, baseline, baseline_label, scale=None, log=False):
+    """Eval curves against steps (``curves_by_model``), one panel per T, the baseline dashed."""
+    ts = sorted(int(t) for t in runs["seq_len"].unique())
+    fig = new_figure(3.6 * max(len(ts), 1), 3.4)
+    for ax, t in zip(panels(fig, len(ts)), ts, strict=False):
+        curves_by_model(ax, runs[runs["seq_len"] == t], history, scale=scale)
+        ax.axhline(baseline, color="k", ls="--", lw=1, label=baseline_label)
+        if log:
+            ax.set_yscale("log")
+        ax.set_title(f"{task}, T={t}")
+        ax.set_xlabel("training step")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+    return fig
+
+
 def panels(fig, count: int):
     axes = fig.subplots(1, max(count, 1), squeeze=False)[0]
     return list(axes)
