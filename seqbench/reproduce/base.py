@@ -10,6 +10,7 @@ rules are code, fixed before any full run; their one-line text is stored beside 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,7 +58,7 @@ class Reproduction:
     ``figure(runs, history, out)`` draws the paper's figure from this suite's runs table
     and per-step history into the folder ``out`` and returns the PNG paths. ``scale_downs``
     name every way the full mode departs from the paper; ``quick_scale_downs`` the further
-    ones of the quick mode.
+    ones of the quick mode. ``seeds``: the default seeds per mode (``--seeds`` overrides them).
     """
 
     name: str
@@ -69,6 +70,7 @@ class Reproduction:
     scale_downs: tuple = ()
     quick_scale_downs: tuple = ()
     notes: str = ""  # the settings' reasoning, shown on the report page
+    seeds: dict = field(default_factory=lambda: dict(DEFAULT_SEEDS))
     extra: dict = field(default_factory=dict)
 
     def scale_down_list(self, mode: str) -> list:
@@ -111,40 +113,30 @@ def _no_data(iv) -> bool:
     return iv.n == 0 or math.isnan(iv.mean)
 
 
-def below(limit: float) -> Rule:
+def _interval_rule(where: str, holds: Callable) -> Rule:
+    """Reproduced if the whole interval ``holds`` (both ends), partly if only its mean does."""
+
     def decide(iv):
         if _no_data(iv):
             return "not reproduced"
-        if iv.n >= 2 and iv.high < limit:
+        if iv.n >= 2 and holds(iv.low) and holds(iv.high):
             return "reproduced"
-        return "partly" if iv.mean < limit else "not reproduced"
+        return "partly" if holds(iv.mean) else "not reproduced"
 
-    return Rule(f"reproduced if the 95% interval lies below {limit:g}; partly if only the mean "
-                "does (or n=1); else not reproduced", decide)  # fmt: skip
+    return Rule(f"reproduced if the 95% interval lies {where}; partly if only the mean does "
+                "(or n=1); else not reproduced", decide)  # fmt: skip
+
+
+def below(limit: float) -> Rule:
+    return _interval_rule(f"below {limit:g}", lambda x: x < limit)
 
 
 def at_least(limit: float) -> Rule:
-    def decide(iv):
-        if _no_data(iv):
-            return "not reproduced"
-        if iv.n >= 2 and iv.low >= limit:
-            return "reproduced"
-        return "partly" if iv.mean >= limit else "not reproduced"
-
-    return Rule(f"reproduced if the 95% interval lies at or above {limit:g}; partly if only the "
-                "mean does (or n=1); else not reproduced", decide)  # fmt: skip
+    return _interval_rule(f"at or above {limit:g}", lambda x: x >= limit)
 
 
 def above(limit: float) -> Rule:
-    def decide(iv):
-        if _no_data(iv):
-            return "not reproduced"
-        if iv.n >= 2 and iv.low > limit:
-            return "reproduced"
-        return "partly" if iv.mean > limit else "not reproduced"
-
-    return Rule(f"reproduced if the 95% interval lies above {limit:g}; partly if only the mean "
-                "does (or n=1); else not reproduced", decide)  # fmt: skip
+    return _interval_rule(f"above {limit:g}", lambda x: x > limit)
 
 
 def zero_rate(partly_up_to: float = 0.1) -> Rule:
@@ -165,6 +157,12 @@ def zero_rate(partly_up_to: float = 0.1) -> Rule:
 def number(values) -> pd.Series:
     """A column as float64 with NaN for missing values."""
     return pd.Series(values.to_numpy(dtype="float64", na_value=np.nan), index=values.index)
+
+
+def json_column(runs: pd.DataFrame, column: str) -> list:
+    """A JSON column (options, metrics, curves) as dicts; {} where a run has none."""
+    values = runs[column] if column in runs.columns else [None] * len(runs)
+    return [json.loads(v) if isinstance(v, str) else {} for v in values]
 
 
 def diverged(runs: pd.DataFrame) -> pd.Series:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 from ..errors import ConfigError
-from .base import DEFAULT_SEEDS
 
 
 def add_arguments(p) -> None:
@@ -16,8 +15,8 @@ def add_arguments(p) -> None:
                    help="the classroom mode: at most ~20 minutes on 2 cores")  # fmt: skip
     p.add_argument("--smoke", action="store_true",
                    help="tiny settings for CI: checks the plumbing, not the verdicts")  # fmt: skip
-    p.add_argument("--seeds", type=int, default=None, help="seeds per setting (default: "
-                   + ", ".join(f"{m} {n}" for m, n in DEFAULT_SEEDS.items()) + ")")  # fmt: skip
+    p.add_argument("--seeds", type=int, default=None,
+                   help="seeds per setting (default: the reproduction's, see --list)")  # fmt: skip
     p.add_argument("--workers", type=int, default=None, help="parallel runs (default: cores)")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address, tcp://host:port")
     p.add_argument("--backend", default=None, help="run every config on this backend")
@@ -89,8 +88,8 @@ def _list(name) -> int:
         quick, full = (len(configs(repro, m)) for m in ("quick", "full"))
         print(f"{repro.name}: {repro.title}")
         print(f"  paper: {repro.paper}")
-        print(f"  runs:  quick {quick} ({DEFAULT_SEEDS['quick']} seeds), "
-              f"full {full} ({DEFAULT_SEEDS['full']} seeds)")  # fmt: skip
+        print(f"  runs:  quick {quick} ({repro.seeds['quick']} seeds), "
+              f"full {full} ({repro.seeds['full']} seeds)")  # fmt: skip
         for s in repro.scale_downs + repro.quick_scale_downs:
             print(f"  scaled down: {s}")
     return 0

@@ -41,29 +41,40 @@ Measured on 2 cores beside other jobs, 2 workers: quick (12 runs) 8-12 s wall, f
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 
 from ..esn_fit import memory_capacity_model
-from .base import Claim, Reproduction, above, at_least, below, grid, number, per_seed
+from .base import (
+    DEFAULT_SEEDS,
+    Claim,
+    Reproduction,
+    above,
+    at_least,
+    below,
+    grid,
+    json_column,
+    number,
+    per_seed,
+)
 from .figures import new_figure, panels, save
 
 SOURCE = "Jaeger 2002, GMD Report 152, Proposition 2 and Section 3"
 ACTIVATIONS = ("identity", "tanh")
 
+FULL_SEEDS = 10
+
 SETTINGS = {
-    "smoke": dict(sizes=[5, 8], seq_len=600, batch_size=2, steps=1, seeds=None),
-    "quick": dict(sizes=[20, 50], seq_len=4000, batch_size=8, steps=2, seeds=None),
-    "full": dict(sizes=[20, 50, 100, 200], seq_len=4000, batch_size=8, steps=2, seeds=10),
+    "smoke": dict(sizes=[5, 8], seq_len=600, batch_size=2, steps=1),
+    "quick": dict(sizes=[20, 50], seq_len=4000, batch_size=8, steps=2),
+    "full": dict(sizes=[20, 50, 100, 200], seq_len=4000, batch_size=8, steps=2),
 }
 
 
 def suite(mode: str, seeds: int) -> list:
     s = dict(SETTINGS[mode])
-    sizes, full_seeds = s.pop("sizes"), s.pop("seeds")
-    seeds = max(seeds, full_seeds) if full_seeds else seeds
+    sizes = s.pop("sizes")
+    seeds = max(seeds, FULL_SEEDS) if mode == "full" else seeds
     defaults = dict(task="memory-capacity", model="esn", dtype="float64", **s)
     blocks = [
         {"hidden_size": n, "model_options": {**memory_capacity_model(n), "activation": a,
@@ -74,19 +85,13 @@ def suite(mode: str, seeds: int) -> list:
     return grid(defaults, seeds, *blocks)
 
 
-def _json(runs: pd.DataFrame, column: str) -> list:
-    """A JSON column (options, metrics, curves) as dicts; {} where a run has none."""
-    values = runs[column] if column in runs.columns else [None] * len(runs)
-    return [json.loads(v) if isinstance(v, str) else {} for v in values]
-
-
 def _activation(runs: pd.DataFrame) -> pd.Series:
-    opts = _json(runs, "options")
+    opts = json_column(runs, "options")
     return pd.Series([o.get("activation", "tanh") for o in opts], index=runs.index)
 
 
 def _mc(runs: pd.DataFrame) -> pd.Series:
-    ms = _json(runs, "metrics")
+    ms = json_column(runs, "metrics")
     return pd.Series([m.get("memory_capacity", np.nan) for m in ms], index=runs.index)
 
 
@@ -138,7 +143,7 @@ def figure(runs: pd.DataFrame, history: pd.DataFrame, out) -> list:
     from ..results import t_interval
 
     act = _activation(runs)
-    curves = _json(runs, "curves")
+    curves = json_column(runs, "curves")
     runs = runs.assign(_act=act.to_numpy(), _mc=_mc(runs).to_numpy())
     sizes = sorted(int(n) for n in runs["hidden_size"].unique())
     colours = dict(zip(sizes, ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"],
@@ -190,4 +195,5 @@ REPRODUCTION = Reproduction(
     ),
     quick_scale_downs=("quick: N ∈ {20, 50}, 3 seeds",),
     notes=__doc__,
+    seeds={**DEFAULT_SEEDS, "full": FULL_SEEDS},
 )

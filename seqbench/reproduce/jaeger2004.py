@@ -54,13 +54,12 @@ Measured on 2 cores beside other jobs, 2 workers: quick (3 networks) 46 s wall, 
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 import pandas as pd
 
-from .base import Claim, Reproduction, below, grid, per_seed
+from .base import DEFAULT_SEEDS, Claim, Reproduction, below, grid, json_column, per_seed
 from .figures import new_figure, panels, save
 
 SOURCE = "Jaeger & Haas 2004, Science 304:78, Fig. 3 and supporting material"
@@ -90,14 +89,8 @@ def suite(mode: str, seeds: int) -> list:
     return grid(defaults, seeds)
 
 
-def _json(runs: pd.DataFrame, column: str) -> list:
-    """A JSON column (metrics, curves) as dicts; {} where a run has none."""
-    values = runs[column] if column in runs.columns else [None] * len(runs)
-    return [json.loads(v) if isinstance(v, str) else {} for v in values]
-
-
 def _log10_nrmse84(runs: pd.DataFrame) -> pd.Series:
-    nrmse = [m.get("free_run_nrmse_last", math.nan) for m in _json(runs, "metrics")]
+    nrmse = [m.get("free_run_nrmse_last", math.nan) for m in json_column(runs, "metrics")]
     values = pd.Series(np.log10(np.asarray(nrmse, dtype=float)), index=runs.index)
     return per_seed(runs, values)
 
@@ -118,7 +111,7 @@ CLAIMS = (
 def figure(runs: pd.DataFrame, history: pd.DataFrame, out) -> list:
     """Left: log10 free-run NRMSE against the horizon, one line per network; right: the first
     network's first test window, the teacher's last steps, the truth and the free run."""
-    curves = _json(runs.sort_values("seed"), "curves")
+    curves = json_column(runs.sort_values("seed"), "curves")
     fig = new_figure(10, 3.6)
     left, right = panels(fig, 2)
     for c in curves:
@@ -165,4 +158,5 @@ REPRODUCTION = Reproduction(
     ),
     quick_scale_downs=("quick: 3 networks",),
     notes=__doc__,
+    seeds={**DEFAULT_SEEDS, "full": FULL_SEEDS},
 )

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import ConfigError
-from .base import DEFAULT_SEEDS, MODES, Reproduction
+from .base import MODES, Reproduction
 from .claims import evaluate, interval_text, write_claims
 
 
@@ -35,7 +35,7 @@ def configs(repro: Reproduction, mode: str, seeds: int | None = None, backend=No
     """The mode's RunConfigs, on ``backend`` when given (each config validated again)."""
     if mode not in MODES:
         raise ConfigError(f"mode {mode!r} is not known; use one of {', '.join(MODES)}")
-    seeds = DEFAULT_SEEDS[mode] if seeds is None else seeds
+    seeds = repro.seeds[mode] if seeds is None else seeds
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     cfgs = repro.suite(mode, seeds)
