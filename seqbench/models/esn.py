@@ -8,6 +8,8 @@ W (N, N; a dense ndarray or a scipy.sparse matrix), ``bias_hh_l0`` = b (N,), and
 feedback ``weight_fb_l0`` = W_fb (N, F). ReservoirPy's ``Reservoir(W=W, Win=Win, bias=bias,
 lr=a)`` runs the same equation: its W, Win and bias load with ``load_state_dict`` as they are.
 
+The activation ``linear`` is another name of ``identity`` (resolved by the build).
+
 Construction (reproducible from ``seed``; each matrix has its own child seed, so changing the
 input size leaves W unchanged): W has round(connectivity N^2) nonzeros at uniformly random
 positions, values N(0, 1) or U(-1, 1), rescaled to ``spectral_radius`` with an ARPACK estimate
@@ -27,45 +29,19 @@ from scipy.sparse.linalg import ArpackNoConvergence, eigs
 
 from ..backends import BACKENDS, reservoir_functions
 from ..errors import ConfigError, check_number, check_positive
-from ..options import Option
 from .cells import check_size
+from .esn_options import (  # noqa: F401  (FIT_OPTIONS: re-exported, as before)
+    ACTIVATION_NAMES,
+    ACTIVATIONS,
+    BUILD_ONLY,
+    DISTRIBUTIONS,
+    FIT_OPTIONS,
+    OPTIONS,
+)
 from .recurrent import DTYPES, Tape, check_dtype
 
-DISTRIBUTIONS = ("normal", "uniform")
-ACTIVATIONS = ("tanh", "identity")
 _EXACT_EIG_MAX = 256  # below this, np.linalg.eigvals is cheap and exact
 _MAX_NNZ = 2**32 - 1  # uint32 CSR indices in the kernel
-
-# What a run may set (model_options): the build's options, then the readout fit's (fit_esn's
-# keywords; the washout is the task's option). A run's feedback is output_feedback (F = I);
-# feedback_size (any F) is build_esn's alone.
-OPTIONS = (
-    Option("spectral_radius", float, 0.9, "max |eigenvalue| W is rescaled to", 0.0, low_open=True),
-    Option("leak", float, 1.0, "leak rate a of x_t = (1 - a) x_t-1 + a f(...)", 0.0, 1.0, True),
-    Option("input_scaling", float, 1.0, "W_in entries are +-input_scaling", 0.0, low_open=True),
-    Option("connectivity", float, 0.1, "fraction of nonzero entries of W", 0.0, 1.0, True),
-    Option("input_connectivity", float, 1.0, "fraction of nonzero W_in", 0.0, 1.0, True),
-    Option("bias_scaling", float, 0.0, "b ~ U(-1, 1) * bias_scaling", 0.0),
-    Option(
-        "activation",
-        str,
-        "tanh",
-        "f; identity is the linear reservoir",
-        choices=("tanh", "identity"),
-    ),
-    Option(
-        "weight_distribution", str, "normal", "W's nonzero values", choices=("normal", "uniform")
-    ),
-    Option("sparse", bool, True, "W as a CSR matrix (false: dense)"),
-    Option("orthogonal", bool, False, "W random orthogonal x spectral_radius (dense)"),
-    Option("output_feedback", bool, False, "readout fed back via W_fb (teacher-forced fit)"),
-    Option("feedback_scaling", float, 1.0, "W_fb ~ U(-1, 1) x this", 0.0, low_open=True),
-)
-FIT_OPTIONS = (
-    Option("ridge", float, 1e-6, "ridge penalty of the readout fit", 0.0),
-    Option("teacher_noise", float, 0.0, "U(-a, a) added to the fed-back teacher in the fit", 0.0),
-)
-BUILD_ONLY = ("feedback_size",)  # build_esn's, not a run's
 
 
 # ------------------------------------------------------------------ validation
@@ -319,11 +295,13 @@ class EchoStateNetwork:
 
     # ------------------------------------------------------------- compute
 
-    def forward(self, x, h0=None, *, teacher=None, y0=None):
+    def forward(self, x, h0=None, *, teacher=None, y0=None, state_noise=0.0, noise_rng=None):
         """x: (B, T, I) -> states (B, T, N), tape (tape.h_n: (1, B, N)).
 
         With output feedback, ``teacher`` (B, T, F) holds the desired outputs y_1..y_T (teacher
         forcing): step t receives W_fb y_{t-1}, with y_0 = ``y0`` (zeros by default).
+        ``state_noise`` a > 0: v_t ~ U(-a, a) drawn from ``noise_rng`` (B, T, N) joins each
+        unit's pre-activation, f(W x_{t-1} + W_in u_t + b + v_t) (a readout fit's regulariser).
         """
         x = self._check_series("x", x, self.input_size)
         B, T, _ = x.shape
@@ -343,7 +321,13 @@ class EchoStateNetwork:
             w_in_t = np.concatenate([w_in_t, self.params["weight_fb_l0"].T])
         elif teacher is not None:
             raise ConfigError("teacher= is only for reservoirs built with feedback_size > 0")
-        states, _ = self._run(x, w_in_t, s0, None)
+        noise = None
+        if _check_nonnegative("state_noise", state_noise) > 0:
+            if not isinstance(noise_rng, np.random.Generator):
+                raise ConfigError("state_noise > 0 needs noise_rng= (a numpy Generator)")
+            a = float(state_noise)
+            noise = noise_rng.uniform(-a, a, (B, T, self.hidden_size)).astype(self.np_dtype)
+        states, _ = self._run(x, w_in_t, s0, None, noise)
         return states, Tape((B, T), [], states[:, -1][None].copy())
 
     def generate(self, steps, readout_weight, readout_bias, *, x=None, h0=None, y0=None):
@@ -388,8 +372,14 @@ class EchoStateNetwork:
         states, outputs = self._run(x, w_in_t, s0, (w_fb, w_out, b_out, first))
         return states, outputs, Tape((B, steps), [], states[:, -1][None].copy())
 
-    def _run(self, x, w_in_t, s0, free):
-        """States (and free-run outputs) for the input x (B, T, K) through w_in_t (K, N)."""
+    def _run(self, x, w_in_t, s0, free, noise=None):
+        """States (and free-run outputs) for the input x (B, T, K) through w_in_t (K, N).
+        ``noise`` (B, T, N) joins the projected input: W_in u_t + v_t enters through the
+        identity (the backends' contract, on every backend; costs a (B T, N) x (N, N) GEMM)."""
+        if noise is not None:
+            B, T, K = x.shape
+            u = np.matmul(x.reshape(B * T, K), w_in_t).reshape(B, T, -1)
+            x, w_in_t = u + noise, np.eye(self.hidden_size, dtype=self.np_dtype)
         return self._reservoir.run(self.backend_state, x, w_in_t, s0, free)
 
 
@@ -448,7 +438,7 @@ def build_esn(
         "orthogonal": orthogonal,
         "feedback_size": 0 if feedback_size == 0 else check_size("feedback_size", feedback_size),
         "feedback_scaling": check_positive("feedback_scaling", feedback_scaling),
-        "activation": _check_choice("activation", activation, ACTIVATIONS),
+        "activation": ACTIVATION_NAMES[_check_choice("activation", activation, ACTIVATIONS)],
     }
     for name, flag in (("sparse", sparse), ("orthogonal", orthogonal), ("output_feedback", output_feedback)):  # fmt: skip  # noqa: E501
         if not isinstance(flag, bool):
