@@ -19,7 +19,10 @@ next input; metrics "free_run_nrmse" (over the K steps) and "free_run_nrmse_last
 free run 84 (NRMSE at step 84), with this module's [-1, 1] scaling unless ``scaling="tanh"``
 asks for theirs, tanh(x - 1); and, for a reservoir with output feedback (seqbench.esn_fit's
 teacher-forced fit), their trial counts: one training window (3000 steps: 1000 washout, 2000
-fitted) and 100 test windows (``train_windows``, ``test_windows``; None: set by the batches).
+fitted) and 100 test windows. Options ``train_windows`` and ``test_windows`` set those counts
+for any protocol (None: the protocol's, else set by the batches: train_batches and
+eval_batches x batch_size); only the output-feedback fit reads them (another fit refuses
+them when set).
 ``attractor_std`` is the standard deviation of the (scaled or original) series over the long
 reference trajectory: the normaliser of the free-run NRMSE of that fit.
 """
@@ -42,6 +45,7 @@ SUBSTEPS = 10  # fine steps per sample: one sample per time unit
 TRANSIENT = 500  # samples discarded from each random start
 REFERENCE_SAMPLES = 20_000
 SCALINGS = ("minmax", "tanh")
+_WINDOWS_HELP = "{} windows of the output-feedback fit (auto: the batches; jaeger2004: {})"
 
 
 @njit(cache=config.CACHE)
@@ -112,6 +116,15 @@ def scale(raw, tau: float, scaling: str) -> np.ndarray:
     return 2.0 * (raw - lo) / (hi - lo) - 1.0
 
 
+def _windows(name, value, default):
+    """A count of windows >= 1, or ``default`` (the protocol's, or None: set by the batches)."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{name} must be an integer >= 1 or None, got {value!r}")
+    return int(value)
+
+
 class MackeyGlass(Task):
     name = "mackey-glass"
     kind = "regression"
@@ -133,6 +146,8 @@ class MackeyGlass(Task):
             choices=("jaeger2004",),
         ),  # fmt: skip
         Option("scaling", str, "minmax", "minmax: [-1, 1]; tanh: tanh(x - 1)", choices=SCALINGS),
+        Option("train_windows", int, None, _WINDOWS_HELP.format("training", 1), 1),
+        Option("test_windows", int, None, _WINDOWS_HELP.format("test", 100), 1),
     )
 
     def __init__(
@@ -145,6 +160,8 @@ class MackeyGlass(Task):
         washout=None,
         protocol=None,
         scaling="minmax",
+        train_windows=None,
+        test_windows=None,
     ):
         if protocol not in (None, "jaeger2004"):
             raise ConfigError(f"protocol={protocol!r} is not known; use 'jaeger2004' or None")
@@ -177,7 +194,9 @@ class MackeyGlass(Task):
         self.horizon, self.free_run, self.tau = int(horizon), int(free_run), float(tau)
         self.washout, self.protocol, self.scaling = int(washout), protocol, scaling
         jaeger = protocol == "jaeger2004"
-        self.train_windows, self.test_windows = (1, 100) if jaeger else (None, None)
+        self.train_windows = _windows("train_windows", train_windows, 1 if jaeger else None)
+        self.test_windows = _windows("test_windows", test_windows, 100 if jaeger else None)
+        self.windows_set = (train_windows, test_windows) != (None, None)  # asked for
 
     def generate(self, rng: np.random.Generator, batch_size: int, split: str = "train") -> Batch:
         batch_size = check_batch(batch_size, split)
