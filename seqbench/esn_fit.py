@@ -182,21 +182,13 @@ def _record(task, loss, metrics, fit_seconds, timings, steps_per_call, readout) 
 
 
 def fit_feedback(
-    model,
-    task,
-    rng,
-    *,
-    batch_size: int = 32,
-    washout: int | None = None,
-    ridge: float = 1e-6,
-    train_batches: int | None = None,
-    eval_batches: int = 1,
-    teacher_noise: float = 0.0,
+    model, task, rng, *, batch_size, washout, ridge, train_batches, eval_batches, teacher_noise
 ) -> dict:
     """Teacher-forced fit of a reservoir with output feedback, then K-step free runs (see the
-    module docstring). Windows: the task's ``train_windows``/``test_windows`` where it sets
-    them (protocol jaeger2004: 1 and 100), else ``train_batches`` (default 1) and
-    ``eval_batches`` batches of ``batch_size``; windows are driven ``batch_size`` at a time.
+    module docstring); reached through ``fit_esn``, which holds the keywords' defaults.
+    Windows: the task's ``train_windows``/``test_windows`` where it sets them (protocol
+    jaeger2004: 1 and 100), else ``train_batches`` (default 1) and ``eval_batches`` batches of
+    ``batch_size``; windows are driven ``batch_size`` at a time.
 
     Metrics: "nrmse" of the teacher-forced one-step outputs after the washout (RMSE /
     std(target)); "free_run_nrmse" over the K free-run steps and "free_run_nrmse_last" at step
