@@ -12,83 +12,95 @@ from seqbench.errors import ConfigError
 
 TINY = ["--seq-len", "3", "--hidden", "8", "--batch", "4", "--steps", "2", "--quiet"]
 
+
+def _task_opts(task: str, rows: list) -> list:
+    """BAD_RUNS rows for ``task``, each ("KEY=VALUE ...", words): one --task-opt per pair."""
+    return [([task, *(w for kv in kvs.split() for w in ("--task-opt", kv))], words)
+            for kvs, words in rows]  # fmt: skip
+
+
+def _argv(prefix: str, rows: list) -> list:
+    """BAD_RUNS rows whose argv starts with ``prefix``, each ("rest of the argv", words)."""
+    return [(f"{prefix} {rest}".split(), words) for rest, words in rows]
+
+
+# (--task-opt pairs, words the one line must hold)
+MACKEY_GLASS_OPTS = [
+    ("tua=17", "task 'mackey-glass' has no option 'tua'"),
+    ("tau=abc", "option 'tau' must be a number, got 'abc'"),
+    ("tau=nan", "option 'tau' must be a finite number"),
+    ("tau=0", "option 'tau' must be in [0.1, 1000]"),
+    ("tau=17.05", "tau must be a positive multiple of dt=0.1"),
+    ("tau", "--task-opt takes KEY=VALUE, got 'tau'"),
+    ("=17", "--task-opt takes KEY=VALUE, got '=17'"),
+    ("tau=17 tau=18", "sets 'tau' twice"),
+    ("horizon=-1", "option 'horizon' must be in [1, inf)"),
+    ("horizon=1.5", "option 'horizon' must be an integer"),
+    ("free_run=2000", "free_run=2000 must be shorter than"),
+    ("protocol=jaeger", "use one of jaeger2004"),
+    ("protocol=jaeger2004 washout=5", "protocol=jaeger2004 sets washout itself"),
+    ("scaling=log", "use one of minmax, tanh"),
+]
+MEMORY_CAPACITY_OPTS = [
+    ("max_delay=0", "option 'max_delay' must be in [1, inf)"),
+    ("max_delay=50 washout=10", "washout=10 must cover max_delay=50"),
+]
+# (the argv after the group's start, words)
+MODEL_OPTS = [
+    ("--model-opt leak=0.5", "model 'gru' has no option 'leak'"),
+    ("--model lstm --model-opt forget_bias=big", "option 'forget_bias' must be a number"),
+    ("--model elman --model-opt nonlinearity=sigmoid", "use one of tanh, relu"),
+    ("--model elman --nonlinearity relu --model-opt nonlinearity=tanh",
+     "--nonlinearity and --model-opt nonlinearity"),
+]  # fmt: skip
+ESN_REFUSALS = [
+    ("--model-opt leak=1.5", "option 'leak' must be in (0, 1]"),
+    ("--model-opt sparse=maybe", "must be true or false"),
+    ("--model-opt ridge=-1", "option 'ridge' must be in"),
+    ("--model-opt feedback_size=2", "no option 'feedback_size'"),
+    ("--bidirectional", "bidirectional=True does not apply"),
+    ("--optimizer sgd", "optimizer='sgd' does not apply"),
+    ("--clip none", "clip='none' does not apply"),
+    ("--init orthogonal", "init='orthogonal' does not apply"),
+    ("--tbptt 5", "tbptt=5 does not apply"),
+    ("--lr 0.1", "lr=0.1 does not apply"),
+    ("--layers 2", "num_layers=2 does not apply"),
+    ("--no-early-stop", "stop_when_solved=False does not apply"),
+]
+SIZES_AND_SHAPES = [
+    ("copy-task --tbptt 500", "tbptt=500 is longer than the 40 steps"),
+    ("copy-task --readout mean", "readout='mean' applies to sequence-level targets"),
+    ("adding --readout median", "readout 'median' is not known"),
+    ("adding --seq-len 0", "seq_len must be a positive integer"),
+    ("adding --batch -4", "batch_size must be a positive integer"),
+    ("adding --steps 0", "steps must be a positive integer"),
+    ("adding --seed -1", "seed must be a non-negative integer"),
+    ("adding --lr inf", "lr must be a finite number > 0"),
+    ("seq-digits --seq-len 50", "has a fixed length of 64 steps"),
+    ("adding --hidden 1000000", "lower --batch, --seq-len or --hidden"),
+    ("adding --batch 100000000 --seq-len 100000", "GB available"),
+    ("copy-task --hidden 20000", "GB available"),
+    ("memory-capacity --model esn --hidden 200000", "GB available"),
+]
 # (argv after "run", words the one line must hold)
 BAD_RUNS = [
-    (["mackey-glass", "--task-opt", "tua=17"], "task 'mackey-glass' has no option 'tua'"),
-    (["mackey-glass", "--task-opt", "tau=abc"], "option 'tau' must be a number, got 'abc'"),
-    (["mackey-glass", "--task-opt", "tau=nan"], "option 'tau' must be a finite number"),
-    (["mackey-glass", "--task-opt", "tau=0"], "option 'tau' must be in [0.1, 1000]"),
-    (["mackey-glass", "--task-opt", "tau=17.05"], "tau must be a positive multiple of dt=0.1"),
-    (["mackey-glass", "--task-opt", "tau"], "--task-opt takes KEY=VALUE, got 'tau'"),
-    (["mackey-glass", "--task-opt", "=17"], "--task-opt takes KEY=VALUE, got '=17'"),
-    (["mackey-glass", "--task-opt", "tau=17", "--task-opt", "tau=18"], "sets 'tau' twice"),
-    (["mackey-glass", "--task-opt", "horizon=-1"], "option 'horizon' must be in [1, inf)"),
-    (["mackey-glass", "--task-opt", "horizon=1.5"], "option 'horizon' must be an integer"),
-    (["mackey-glass", "--task-opt", "free_run=2000"], "free_run=2000 must be shorter than"),
-    (["mackey-glass", "--task-opt", "protocol=jaeger"], "use one of jaeger2004"),
-    (
-        ["mackey-glass", "--task-opt", "protocol=jaeger2004", "--task-opt", "washout=5"],
-        "protocol=jaeger2004 sets washout itself",
-    ),  # fmt: skip
-    (["mackey-glass", "--task-opt", "scaling=log"], "use one of minmax, tanh"),
-    (["memory-capacity", "--task-opt", "max_delay=0"], "option 'max_delay' must be in [1, inf)"),
-    (
-        ["memory-capacity", "--task-opt", "max_delay=50", "--task-opt", "washout=10"],
-        "washout=10 must cover max_delay=50",
-    ),  # fmt: skip
-    (["narma10", "--task-opt", "order=30"], "option 'order' must be in [1, 11]"),
-    (["copy-task", "--task-opt", "n_copy=-3"], "option 'n_copy' must be in [1, 1000]"),
-    (["adding", "--task-opt", "n_copy=3"], "task 'adding' has no option 'n_copy'"),
-    (["copy-task", "--model-opt", "leak=0.5"], "model 'gru' has no option 'leak'"),
-    (
-        ["copy-task", "--model", "lstm", "--model-opt", "forget_bias=big"],
-        "option 'forget_bias' must be a number",
-    ),  # fmt: skip
-    (
-        ["copy-task", "--model", "elman", "--model-opt", "nonlinearity=sigmoid"],
-        "use one of tanh, relu",
-    ),  # fmt: skip
-    (
-        [
-            "copy-task",
-            "--model",
-            "elman",
-            "--nonlinearity",
-            "relu",
-            "--model-opt",
-            "nonlinearity=tanh",
-        ],
-        "--nonlinearity and --model-opt nonlinearity",
-    ),  # fmt: skip
-    (["copy-task", "--model", "esn", "--model-opt", "leak=1.5"], "option 'leak' must be in (0, 1]"),
-    (["copy-task", "--model", "esn", "--model-opt", "sparse=maybe"], "must be true or false"),
-    (["copy-task", "--model", "esn", "--model-opt", "ridge=-1"], "option 'ridge' must be in"),
-    (
-        ["copy-task", "--model", "esn", "--model-opt", "feedback_size=2"],
-        "no option 'feedback_size'",
-    ),
-    (["copy-task", "--model", "esn", "--bidirectional"], "bidirectional=True does not apply"),
-    (["copy-task", "--model", "esn", "--optimizer", "sgd"], "optimizer='sgd' does not apply"),
-    (["copy-task", "--model", "esn", "--clip", "none"], "clip='none' does not apply"),
-    (["copy-task", "--model", "esn", "--init", "orthogonal"], "init='orthogonal' does not apply"),
-    (["copy-task", "--model", "esn", "--tbptt", "5"], "tbptt=5 does not apply"),
-    (["copy-task", "--model", "esn", "--lr", "0.1"], "lr=0.1 does not apply"),
-    (["copy-task", "--model", "esn", "--layers", "2"], "num_layers=2 does not apply"),
-    (["copy-task", "--model", "esn", "--no-early-stop"], "stop_when_solved=False does not apply"),
-    (["copy-task", "--tbptt", "500"], "tbptt=500 is longer than the 40 steps"),
-    (["copy-task", "--readout", "mean"], "readout='mean' applies to sequence-level targets"),
-    (["adding", "--readout", "median"], "readout 'median' is not known"),
-    (["adding", "--seq-len", "0"], "seq_len must be a positive integer"),
-    (["adding", "--batch", "-4"], "batch_size must be a positive integer"),
-    (["adding", "--steps", "0"], "steps must be a positive integer"),
-    (["adding", "--seed", "-1"], "seed must be a non-negative integer"),
-    (["adding", "--lr", "inf"], "lr must be a finite number > 0"),
-    (["seq-digits", "--seq-len", "50"], "has a fixed length of 64 steps"),
-    (["adding", "--hidden", "1000000"], "lower --batch, --seq-len or --hidden"),
-    (["adding", "--batch", "100000000", "--seq-len", "100000"], "GB available"),
-    (["copy-task", "--hidden", "20000"], "GB available"),
-    (["memory-capacity", "--model", "esn", "--hidden", "200000"], "GB available"),
+    *_task_opts("mackey-glass", MACKEY_GLASS_OPTS),
+    *_task_opts("memory-capacity", MEMORY_CAPACITY_OPTS),
+    *_task_opts("narma10", [("order=30", "option 'order' must be in [1, 11]")]),
+    *_task_opts("copy-task", [("n_copy=-3", "option 'n_copy' must be in [1, 1000]")]),
+    *_task_opts("adding", [("n_copy=3", "task 'adding' has no option 'n_copy'")]),
+    *_argv("copy-task", MODEL_OPTS),
+    *_argv("copy-task --model esn", ESN_REFUSALS),
+    *_argv("", SIZES_AND_SHAPES),
 ]
+
+
+def _one_line_error(capsys) -> str:
+    """stderr after a refusal: one line, seqbench's error prefix, no traceback."""
+    err = capsys.readouterr().err
+    assert err.startswith("seqbench: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err
 
 
 @pytest.mark.parametrize("args, words", BAD_RUNS, ids=[" ".join(a) for a, _ in BAD_RUNS])
@@ -96,10 +108,9 @@ def test_bad_run_is_one_line_exit_2_nothing_written(args, words, tmp_path, capsy
     out = tmp_path / "res"
     t0 = time.perf_counter()
     assert main(["run", *args, "--quiet", "--out", str(out)]) == 2
-    err = capsys.readouterr().err
+    err = _one_line_error(capsys)
     assert words in err, err
-    assert err.startswith("seqbench: error: ") and err.count("\n") == 1
-    assert "Traceback" not in err and not out.exists()
+    assert not out.exists()
     assert time.perf_counter() - t0 < 20  # refused up front, nothing allocated or trained
 
 
@@ -113,8 +124,8 @@ BAD_OTHER = [
 @pytest.mark.parametrize("args, words", BAD_OTHER, ids=[" ".join(a) for a, _ in BAD_OTHER])
 def test_bad_list_and_sweep_arguments(args, words, capsys):
     assert main(args) == 2
-    err = capsys.readouterr().err
-    assert words in err and err.count("\n") == 1 and "Traceback" not in err
+    err = _one_line_error(capsys)
+    assert words in err, err
 
 
 def test_more_workers_than_cores_is_a_warning_not_an_error(capsys, monkeypatch):
