@@ -134,11 +134,20 @@ def fit_ridge(states, targets, *, washout: int = 0, ridge: float = 1e-6) -> Ridg
 # ------------------------------------------------------------------ feedback
 
 
-def teacher_forced_states(model, x, targets, h0=None, y0=None):
+def teacher_forced_states(model, x, targets, h0=None, y0=None, state_noise=0.0, noise_rng=None):
     """States of a reservoir with output feedback driven by the desired outputs (teacher
-    forcing): step t sees W_fb y_{t-1}. x (B, T, I), targets (B, T, F) -> (B, T, N)."""
-    states, _ = model.forward(x, h0, teacher=targets, y0=y0)
+    forcing): step t sees W_fb y_{t-1}. x (B, T, I), targets (B, T, F) -> (B, T, N).
+    ``state_noise``/``noise_rng``: as the model's forward (noise in the pre-activations)."""
+    states, _ = model.forward(
+        x, h0, teacher=targets, y0=y0, state_noise=state_noise, noise_rng=noise_rng
+    )
     return states
+
+
+def state_noise_rng(model) -> np.random.Generator:
+    """The state noise's own generator, from the reservoir's seed (the data's generator is
+    the run's [seed, 1]): the same seed, the same noise, whatever the data drew."""
+    return np.random.default_rng([model.seed, 2])
 
 
 def fit_with_feedback(model, x, targets, *, washout: int = 0, ridge: float = 1e-6) -> Ridge:

@@ -754,3 +754,68 @@ def test_ridge_lstsq_equals_the_normal_equations(rng):
     assert b.samples == 300
     with pytest.raises(ConfigError, match="pair up"):
         Ridge(1e-3).fit_lstsq(x, y[:10])
+
+
+# -- activation linear, state noise (issue 20)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("sparse", [True, False], ids=["csr", "dense"])
+def test_linear_activation_is_identity_bit_for_bit(backend, sparse, rng):
+    kw = {"seed": 5, "spectral_radius": 0.9, "connectivity": 0.2, "sparse": sparse}
+    lin = build_esn(1, 30, backend=backend, activation="linear", **kw)
+    ident = build_esn(1, 30, backend=backend, activation="identity", **kw)
+    assert lin.options["activation"] == "identity"
+    x = rng.standard_normal((3, 40, 1))
+    assert np.array_equal(lin.forward(x)[0], ident.forward(x)[0])
+    task = make_task("narma10", 120)
+    a, b = (fit_esn(m, task, np.random.default_rng(1), batch_size=4) for m in (lin, ident))
+    assert a["final_loss"] == b["final_loss"] and a["metrics"] == b["metrics"]
+    with pytest.raises(ConfigError, match="activation"):
+        build_esn(2, 30, activation="relu")
+
+
+def _noisy_states(m, x, a, seed=0):
+    return m.forward(x, state_noise=a, noise_rng=np.random.default_rng(seed))[0]
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("sparse", [True, False], ids=["csr", "dense"])
+def test_state_noise_enters_each_pre_activation(backend, sparse, rng):
+    """x_t = (1 - l) x_t-1 + l tanh(W x_t-1 + W_in u_t + b + v_t), v_t ~ U(-a, a) per unit and
+    step from the noise's own generator; a = 0 is the noiseless forward bit for bit."""
+    m = build_esn(2, 20, backend=backend, sparse=sparse, seed=2, leak=0.7, bias_scaling=0.3,
+                  connectivity=0.3)  # fmt: skip
+    x = rng.standard_normal((2, 25, 2))
+    plain = m.forward(x)[0]
+    assert np.array_equal(_noisy_states(m, x, 0.0), plain)
+    assert np.array_equal(m.forward(x, state_noise=0.0, noise_rng=None)[0], plain)
+    noisy = _noisy_states(m, x, 0.05, seed=9)
+    assert np.array_equal(noisy, _noisy_states(m, x, 0.05, seed=9))  # reproducible
+    assert not np.array_equal(noisy, _noisy_states(m, x, 0.05, seed=10))
+    sd = m.state_dict()
+    w, w_in, b = sd["weight_hh_l0"], sd["weight_ih_l0"], sd["bias_hh_l0"]
+    w = w.toarray() if sp.issparse(w) else w
+    v = np.random.default_rng(9).uniform(-0.05, 0.05, (2, 25, 20))
+    s, ref = np.zeros((2, 20)), []
+    for t in range(25):
+        s = 0.3 * s + 0.7 * np.tanh(s @ w.T + x[:, t] @ w_in.T + b + v[:, t])
+        ref.append(s)
+    np.testing.assert_allclose(noisy, np.stack(ref, axis=1), rtol=0, atol=1e-12)
+    assert np.max(np.abs(noisy - plain)) > 1e-3
+    with pytest.raises(ConfigError, match="noise_rng"):
+        m.forward(x, state_noise=0.1)
+    with pytest.raises(ConfigError, match="state_noise"):
+        m.forward(x, state_noise=-0.1, noise_rng=np.random.default_rng(0))
+
+
+def test_state_noise_with_output_feedback_teacher_forcing(rng):
+    from seqbench.readout import teacher_forced_states
+
+    m = build_esn(1, 15, seed=1, output_feedback=True, sparse=False, spectral_radius=0.8)
+    x, y = np.zeros((2, 30, 1)), rng.uniform(-1, 1, (2, 30, 1))
+    plain = teacher_forced_states(m, x, y)
+    assert np.array_equal(teacher_forced_states(m, x, y, state_noise=0.0), plain)
+    a = teacher_forced_states(m, x, y, state_noise=0.01, noise_rng=np.random.default_rng(3))
+    b = teacher_forced_states(m, x, y, state_noise=0.01, noise_rng=np.random.default_rng(3))
+    assert np.array_equal(a, b) and 1e-5 < np.max(np.abs(a - plain)) < 0.1

@@ -306,3 +306,54 @@ def test_suite_keys_checked_alone_do_not_meet_the_default_task(tmp_path, capsys)
     assert main(["sweep", str(path), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"seqbench: error: {path}:4: ") and "tbptt=250 is longer" in err
+
+
+# -- issue 20: mackey-glass window counts, esn activation linear, esn state noise
+
+
+def _listed(capsys, name, option) -> list:
+    assert main(["list", name]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.split()[:1] == [option])
+    return line.split()
+
+
+def test_mackey_glass_window_options_listed_checked_recorded(capsys):
+    for name in ("train_windows", "test_windows"):
+        assert _listed(capsys, "mackey-glass", name)[1:5] == ["int", "[1,", "inf)", "auto"]
+        declared = {o.name: o for o in task_options("mackey-glass")}[name]
+        assert declared.check("5") == 5 and declared.check("none") is None
+        with pytest.raises(ConfigError, match=name):
+            declared.check("0")
+        with pytest.raises(ConfigError, match=name):
+            declared.check("1.5")
+    plain = RunConfig(task="mackey-glass", model="esn", hidden_size=20).validated()
+    assert run_id(plain.identity()) == run_id(
+        RunConfig(task="mackey-glass", model="esn", hidden_size=20, task_options={}).validated()
+        .identity()
+    )  # fmt: skip
+    assert (task_for(plain).train_windows, task_for(plain).test_windows) == (None, None)
+    cfg = RunConfig(task="mackey-glass", model="esn", hidden_size=20,
+                    task_options={"train_windows": "3", "test_windows": 7}).validated()  # fmt: skip
+    assert cfg.identity()["options"]["task_options"] == {"train_windows": 3, "test_windows": 7}
+    assert run_id(cfg.identity()) != run_id(plain.identity())
+    t = task_for(cfg)
+    assert (t.train_windows, t.test_windows, t.windows_set) == (3, 7, True)
+    jaeger = {"protocol": "jaeger2004"}
+    t = task_for(RunConfig(task="mackey-glass", task_options=jaeger))
+    assert (t.train_windows, t.test_windows, t.windows_set) == (1, 100, False)
+    t = task_for(RunConfig(task="mackey-glass", task_options={**jaeger, "test_windows": 20}))
+    assert (t.train_windows, t.test_windows) == (1, 20)  # the protocol's, unless set
+    with pytest.raises(ConfigError, match="train_windows"):
+        make_task("mackey-glass", 100, train_windows=0)
+    with pytest.raises(ConfigError, match="test_windows"):
+        make_task("mackey-glass", 100, test_windows=True)
+
+
+def test_esn_activation_linear_listed_parsed_recorded(capsys):
+    assert _listed(capsys, "esn", "activation")[2:7] == ["tanh", "|", "identity", "|", "linear"]
+    cfg = RunConfig(task="narma10", model="esn", hidden_size=20,
+                    model_options={"activation": "linear"}).validated()  # fmt: skip
+    assert cfg.identity()["options"]["activation"] == "linear"  # as asked
+    assert MODELS["esn"].options_for(cfg) == {"activation": "linear"}
+    with pytest.raises(ConfigError, match="activation"):
+        RunConfig(model="esn", model_options={"activation": "relu"}).validated()
