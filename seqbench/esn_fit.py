@@ -34,6 +34,7 @@ from .readout import (
     check_washout,
     drop_washout,
     free_run,
+    state_noise_rng,
     teacher_forced_states,
     warm_then_free_run,
 )
@@ -82,6 +83,7 @@ def fit_esn(
     train_batches: int | None = None,
     eval_batches: int = 1,
     teacher_noise: float = 0.0,
+    state_noise: float = 0.0,
 ) -> dict:
     """Drive the reservoir with ``train_batches`` batches, fit the ridge readout, evaluate on
     ``eval_batches`` fresh batches of the "test" split. ``washout`` defaults to the task's
@@ -94,13 +96,18 @@ def fit_esn(
     sequence_steps_per_second (reservoir steps x sequences per second, steady state),
     readout_temperature (classification), status "finished".
     A reservoir with output feedback goes to ``fit_feedback`` (``teacher_noise`` is its).
+    ``state_noise`` a > 0: U(-a, a) joins every unit's pre-activation at every step of the
+    training batches (not of the evaluation), drawn from readout.state_noise_rng(model).
     """
     if model.feedback_size:
         return fit_feedback(model, task, rng, batch_size=batch_size, washout=washout,
                             ridge=ridge, train_batches=train_batches, eval_batches=eval_batches,
-                            teacher_noise=teacher_noise)  # fmt: skip
+                            teacher_noise=teacher_noise, state_noise=state_noise)  # fmt: skip
     if teacher_noise:
         raise ConfigError("teacher_noise applies to the output-feedback fit (output_feedback)")
+    if getattr(task, "windows_set", False):
+        raise ConfigError("train_windows/test_windows apply to the output-feedback fit")
+    noise_rng = state_noise_rng(model)
     batch_size = _count("batch_size", batch_size)
     if train_batches is None:
         per_batch = batch_size if task.readout == "last" else 4 * model.hidden_size
@@ -116,9 +123,9 @@ def fit_esn(
     readout = Ridge(ridge)
     timings = []  # seconds of each forward call
 
-    def run(x):
+    def run(x, noise=0.0):
         t0 = time.perf_counter()
-        states, _ = model.forward(x)
+        states, _ = model.forward(x, state_noise=noise, noise_rng=noise_rng)
         timings.append(time.perf_counter() - t0)
         return states
 
@@ -126,7 +133,7 @@ def fit_esn(
     last = None
     for _ in range(train_batches):
         batch = task.generate(rng, batch_size, "train")
-        feats, targets, _, y = _features(task, run(batch.x), batch.y, washout)
+        feats, targets, _, y = _features(task, run(batch.x, state_noise), batch.y, washout)
         readout.accumulate(feats, targets)
         last = (feats, y)
     readout.solve()
@@ -182,8 +189,9 @@ def _record(task, loss, metrics, fit_seconds, timings, steps_per_call, readout) 
 
 
 def fit_feedback(
-    model, task, rng, *, batch_size, washout, ridge, train_batches, eval_batches, teacher_noise
-) -> dict:
+    model, task, rng, *, batch_size, washout, ridge, train_batches, eval_batches, teacher_noise,
+    state_noise,
+) -> dict:  # fmt: skip
     """Teacher-forced fit of a reservoir with output feedback, then K-step free runs (see the
     module docstring); reached through ``fit_esn``, which holds the keywords' defaults.
     Windows: the task's ``train_windows``/``test_windows`` where it sets them (protocol
@@ -222,11 +230,14 @@ def fit_feedback(
     )
     readout, timings = Ridge(ridge), []
 
-    def forced(x, fed):  # fed (B, driven, F): s(0..driven-1); step t receives W_fb s(t)
+    noise_rng = state_noise_rng(model)
+
+    def forced(x, fed, a=0.0):  # fed (B, driven, F): s(0..driven-1); step t gets W_fb s(t)
         t0 = time.perf_counter()
         zeros = np.zeros((x.shape[0], driven, model.input_size))
         teacher = np.concatenate([fed[:, 1:], fed[:, -1:]], axis=1)  # the last is never fed
-        states = teacher_forced_states(model, zeros, teacher, y0=fed[:, 0])
+        states = teacher_forced_states(model, zeros, teacher, y0=fed[:, 0], state_noise=a,
+                                       noise_rng=noise_rng)  # fmt: skip
         timings.append(time.perf_counter() - t0)
         return states
 
@@ -238,7 +249,7 @@ def fit_feedback(
         fed = b.x[:, :driven]
         if noise:
             fed = fed + rng.uniform(-noise, noise, fed.shape)
-        states, y = forced(b.x, fed)[:, washout:], b.y[:, washout:driven]
+        states, y = forced(b.x, fed, state_noise)[:, washout:], b.y[:, washout:driven]
         if direct:
             feats.append(states.reshape(-1, states.shape[-1]))
             targets.append(y.reshape(-1, F))

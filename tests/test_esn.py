@@ -819,3 +819,42 @@ def test_state_noise_with_output_feedback_teacher_forcing(rng):
     a = teacher_forced_states(m, x, y, state_noise=0.01, noise_rng=np.random.default_rng(3))
     b = teacher_forced_states(m, x, y, state_noise=0.01, noise_rng=np.random.default_rng(3))
     assert np.array_equal(a, b) and 1e-5 < np.max(np.abs(a - plain)) < 0.1
+
+
+def _spy_noise(m, monkeypatch) -> list:
+    """The state_noise of each forward call of m, in order."""
+    seen, forward = [], m.forward
+
+    def spy(*args, **kw):
+        seen.append(kw.get("state_noise", 0.0))
+        return forward(*args, **kw)
+
+    monkeypatch.setattr(m, "forward", spy)
+    return seen
+
+
+@pytest.mark.parametrize("feedback", [False, True], ids=["plain", "output-feedback"])
+def test_state_noise_changes_the_fit_only_and_is_reproducible(feedback, monkeypatch):
+    if feedback:
+        task = make_task("mackey-glass", 200, free_run=10, washout=30)
+        kw = {"output_feedback": True, "sparse": False, "spectral_radius": 0.8}
+    else:
+        task, kw = make_task("narma10", 150), {}
+
+    def fit(a=None, spy=False):
+        m = build_esn(1, 20, seed=6, bias_scaling=0.2, **kw)
+        seen = _spy_noise(m, monkeypatch) if spy else None
+        noise = {} if a is None else {"state_noise": a}  # None: the keyword left out
+        r = fit_esn(m, task, np.random.default_rng(2), batch_size=3, train_batches=2,
+                    eval_batches=2, **noise)  # fmt: skip
+        return r, seen
+
+    plain, default = fit(0.0)[0], fit()[0]
+    noisy, seen = fit(0.02, spy=True)
+    again = fit(0.02)[0]
+    assert plain["final_loss"] == default["final_loss"] and plain["metrics"] == default["metrics"]
+    assert noisy["final_loss"] != plain["final_loss"]
+    assert noisy["final_loss"] == again["final_loss"] and noisy["metrics"] == again["metrics"]
+    assert seen[:2] == [0.02, 0.02] and set(seen[2:]) == {0.0} and len(seen) == 4  # eval: none
+    with pytest.raises(ConfigError, match="state_noise"):
+        fit(-0.1)

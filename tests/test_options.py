@@ -357,3 +357,34 @@ def test_esn_activation_linear_listed_parsed_recorded(capsys):
     assert MODELS["esn"].options_for(cfg) == {"activation": "linear"}
     with pytest.raises(ConfigError, match="activation"):
         RunConfig(model="esn", model_options={"activation": "relu"}).validated()
+
+
+def test_esn_state_noise_listed_checked_recorded_and_fitted(capsys):
+    from seqbench.train import run
+
+    assert _listed(capsys, "esn", "state_noise")[1:5] == ["float", "[0,", "inf)", "0.0"]
+    with pytest.raises(ConfigError, match="state_noise"):
+        RunConfig(model="esn", model_options={"state_noise": "-0.1"}).validated()
+    base = {"task": "narma10", "model": "esn", "seq_len": 150, "hidden_size": 20, "batch_size": 3}
+    plain = RunConfig(**base).validated()
+    cfg = RunConfig(**base, model_options={"state_noise": "0.01"}).validated()
+    assert "state_noise" not in plain.identity()["options"]
+    assert cfg.identity()["options"]["state_noise"] == 0.01
+    assert run_id(cfg.identity()) != run_id(plain.identity())
+    assert MODELS["esn"].fit_options_for(cfg) == {"state_noise": 0.01}
+    assert MODELS["esn"].options_for(cfg) == {}  # the fit's, not the build's
+    a, b = run(cfg).record, run(cfg).record
+    assert a["final_loss"] == b["final_loss"] != run(plain).record["final_loss"]
+
+
+def test_mackey_glass_windows_reach_the_feedback_fit_only():
+    from seqbench.esn_fit import fit_esn
+    from seqbench.models.esn import build_esn
+
+    task = make_task("mackey-glass", 120, free_run=10, washout=20, train_windows=2,
+                     test_windows=3)  # fmt: skip
+    m = build_esn(1, 10, seed=0, output_feedback=True, sparse=False, spectral_radius=0.8)
+    r = fit_esn(m, task, np.random.default_rng(0), batch_size=2)
+    assert (r["metrics"]["train_windows"], r["metrics"]["test_windows"]) == (2, 3)
+    with pytest.raises(ConfigError, match="output-feedback"):
+        fit_esn(build_esn(1, 10), task, np.random.default_rng(0), batch_size=2)

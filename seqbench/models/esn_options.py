@@ -37,5 +37,6 @@ OPTIONS = (
 FIT_OPTIONS = (
     Option("ridge", float, 1e-6, "ridge penalty of the readout fit", 0.0),
     Option("teacher_noise", float, 0.0, "U(-a, a) added to the fed-back teacher in the fit", 0.0),
+    Option("state_noise", float, 0.0, "U(-a, a) added to each pre-activation in the fit", 0.0),
 )
 BUILD_ONLY = ("feedback_size",)  # build_esn's, not a run's
