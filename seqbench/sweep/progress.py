@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..models import MODELS
 from .executors import Event
 
 
@@ -44,7 +45,9 @@ class SweepProgress:
             return
         cfg = event.config
         label = f"{rid}  {cfg.task} T={cfg.seq_len} {cfg.model}"
-        label += f"{'-bi' if cfg.bidirectional else ''} clip={cfg.clip} seed={cfg.seed}"
+        # a fitted model (the reservoir) ignores clipping: its label says nothing of it
+        clip = "" if "clip" in MODELS[cfg.model].ignores else f" clip={cfg.clip}"
+        label += f"{'-bi' if cfg.bidirectional else ''}{clip} seed={cfg.seed}"
         console = self._progress.console
         if event.kind == "done":
             r = event.result
