@@ -68,7 +68,7 @@ ESN_REFUSALS = [
     ("--no-early-stop", "stop_when_solved=False does not apply"),
 ]
 SIZES_AND_SHAPES = [
-    ("copy-task --tbptt 500", "tbptt=500 is longer than the 40 steps"),
+    ("copy-task --tbptt 500", "tbptt=500 is longer than the 30 steps"),
     ("copy-task --readout mean", "readout='mean' applies to sequence-level targets"),
     ("adding --readout median", "readout 'median' is not known"),
     ("adding --seq-len 0", "seq_len must be a positive integer"),

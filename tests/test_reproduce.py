@@ -43,7 +43,7 @@ def test_list_prints_names_runs_and_scale_downs(capsys):
     text = capsys.readouterr().out
     for name in NAMES:
         assert name in text
-    assert "quick 36 (3 seeds), full 120 (5 seeds)" in text  # the copy reproduction
+    assert "quick 36 (3 seeds), full 80 (5 seeds)" in text  # the copy reproduction
     assert "quick 3 (3 seeds), full 20 (20 seeds)" in text  # jaeger2004: its own seeds
     assert "quick 12 (3 seeds), full 80 (10 seeds)" in text  # jaeger2002
     assert "scaled down: T ∈ {10, 20, 50, 100}" in text

@@ -4,14 +4,20 @@ The paper: 10 symbols from 8, recalled after a lag T ∈ {100, 200, 300, 500}; a
 stays at the memoryless baseline 10·ln8/(T+20) while the LSTM gets below it at short lags
 (and the uRNN solves it); RMSprop lr 1e-3, batch 20, cells sized to similar parameter counts.
 
-Here: LSTM, GRU and Elman (tanh), one size for all, Adam over lr ∈ {1e-3, 1e-2} with the best
-lr per cell and T chosen by seqbench.results.best_of (fewest diverged, then lowest mean eval
-loss over seeds), norm clipping at 1 as a guard. Budgets, and why:
+Here: LSTM, GRU and Elman (tanh), one size for all, Adam with norm clipping at 1 as a guard.
+The quick mode runs every cell over lr ∈ {1e-3, 1e-2} and the claims take the best lr per cell
+and T (seqbench.results.best_of: fewest diverged, then lowest mean eval loss over seeds). The
+full mode runs the gated cells at lr 1e-2 only, the rate the quick mode found best for both
+at T=10 and 20 (a pilot on other settings and seeds, chosen before any full run), and the
+Elman network over lr ∈ {1e-3, 1e-2}: its claim asks for failure at every rate of its grid
+(per seed, its lowest loss over the grid), so no rate is picked for it on the seeds it is
+judged on. Budgets, and why:
 
-- full: T ∈ {10, 20, 50, 100}, H=128, batch 64, 5000 steps, 5 seeds: 3 x 4 x 2 x 5 = 120 runs.
+- full: T ∈ {10, 20, 50, 100}, H=128, batch 64, 5000 steps, 5 seeds: (2 + 2) x 4 x 5 = 80 runs.
   The paper's lags (100-500) and its ~thousands of iterations at T=500 are hours per run in
-  float32 on 2 cores (a T=100 step at B=64, H=128 is ~0.1-0.2 s); T=100 is the paper's
-  shortest lag and the largest that fits a background sweep of a few hours.
+  float32 on 2 cores (a T=100 step at B=64, H=128 is ~0.03-0.1 s); T=100 is the paper's
+  shortest lag and the largest that fits a background sweep of a few hours. A gated run
+  stops once solved (eval loss < 0.1 x baseline or every recalled symbol right).
 - quick: T ∈ {10, 20}, H=64, batch 32, 4000 steps, 3 seeds: 3 x 2 x 2 x 3 = 36 runs on
   2 workers. Measured: at 1500 steps the 36 runs took 166 s wall on 2 cores (~8 s of training
   a run) and only the GRU left the baseline (0.63-0.67x at lr 1e-2; LSTM 0.91-0.96x), so the
@@ -48,20 +54,26 @@ SOURCE = "Arjovsky, Shah & Bengio 2016, Fig. 1"
 GATED = ("lstm", "gru")
 
 SETTINGS = {
-    "smoke": dict(seq_len=[3, 5], hidden_size=8, batch_size=8, steps=10, lr=[1e-2],
-                  eval_every=5, eval_batches=1, profile_every=5),
+    "smoke": dict(seq_len=[3, 5], hidden_size=8, batch_size=8, steps=10, gated=[1e-2],
+                  elman=[1e-2], eval_every=5, eval_batches=1, profile_every=5),
     "quick": dict(seq_len=[10, 20], hidden_size=64, batch_size=32, steps=4000,
-                  lr=[1e-3, 1e-2], eval_every=100, eval_batches=8, profile_every=100),
+                  gated=[1e-3, 1e-2], elman=[1e-3, 1e-2], eval_every=100, eval_batches=8,
+                  profile_every=100),
     "full": dict(seq_len=[10, 20, 50, 100], hidden_size=128, batch_size=64, steps=5000,
-                 lr=[1e-3, 1e-2], eval_every=100, profile_every=250),
+                 gated=[1e-2], elman=[1e-3, 1e-2], eval_every=100, profile_every=250),
 }  # fmt: skip
 
 
 def suite(mode: str, seeds: int) -> list:
     s = dict(SETTINGS[mode])
-    axes = {"model": ["lstm", "gru", "elman"], "seq_len": s.pop("seq_len"), "lr": s.pop("lr")}
+    ts, gated, elman = s.pop("seq_len"), s.pop("gated"), s.pop("elman")
     defaults = dict(task="copy-task", optimizer="adam", clip="norm:1", **s)
-    return grid(defaults, seeds, axes)
+    return grid(
+        defaults,
+        seeds,
+        {"model": list(GATED), "seq_len": ts, "lr": gated},
+        {"model": "elman", "seq_len": ts, "lr": elman},
+    )
 
 
 def _gated_worse(runs: pd.DataFrame) -> pd.Series:
@@ -71,8 +83,9 @@ def _gated_worse(runs: pd.DataFrame) -> pd.Series:
 
 
 def _elman(runs: pd.DataFrame) -> pd.Series:
-    r = best_lr(runs[runs["model"] == "elman"])
-    return per_seed(r, final_value(r))
+    """Per seed, the lowest Elman loss ratio over every lr of its grid."""
+    r = runs[runs["model"] == "elman"]
+    return per_seed(r, final_value(r), "min")
 
 
 def _falls_with_T(runs: pd.DataFrame) -> pd.Series:
@@ -89,7 +102,7 @@ CLAIMS = (
     Claim(
         "gated-beat-baseline",
         "LSTM and GRU end below the memoryless baseline: the worse of the two, eval loss ÷ "
-        "10·ln8/(T+20), best lr",
+        "10·ln8/(T+20), lr 1e-2 (full) or the best of {1e-3, 1e-2} (quick)",
         "LSTM below the baseline at T=100, RNN on it",
         SOURCE,
         _gated_worse,
@@ -98,7 +111,8 @@ CLAIMS = (
     ),
     Claim(
         "elman-at-baseline",
-        "Elman (tanh) stays at or above the memoryless baseline: eval loss ÷ baseline, best lr",
+        "Elman (tanh) stays at or above the memoryless baseline at every rate of its grid: its "
+        "lowest eval loss ÷ baseline over lr ∈ {1e-3, 1e-2} per seed",
         "RNN flat at the baseline for every T",
         SOURCE,
         _elman,
@@ -108,7 +122,7 @@ CLAIMS = (
     Claim(
         "success-falls-with-T",
         "Success falls as T grows: gated cells' loss ÷ baseline at the largest T minus at the "
-        "smallest (mean of LSTM and GRU, best lr)",
+        "smallest (mean of LSTM and GRU, lr as above)",
         "the LSTM's advantage shrinks from T=100 to T=500 (> 0)",
         SOURCE,
         _falls_with_T,
@@ -134,13 +148,14 @@ REPRODUCTION = Reproduction(
     figure=figure,
     scale_downs=(
         "T ∈ {10, 20, 50, 100} instead of the paper's {100, 200, 300, 500}",
-        "Adam over lr {1e-3, 1e-2} (best per cell and T) with norm clipping at 1, instead of "
-        "RMSprop lr 1e-3",
+        "Adam with norm clipping at 1 instead of RMSprop lr 1e-3: gated cells at lr 1e-2 (the "
+        "quick mode's best), Elman over lr {1e-3, 1e-2}",
         "one hidden size for every cell (H=128, where the paper matched parameter counts)",
         "5000 steps of batch 64",
     ),
     quick_scale_downs=(
-        "quick: T ∈ {10, 20}, H=64, 4000 steps of batch 32, 3 seeds, evaluation on 256 sequences",
+        "quick: T ∈ {10, 20}, H=64, 4000 steps of batch 32, 3 seeds, evaluation on 256 sequences, "
+        "every cell over lr {1e-3, 1e-2} (best per cell and T)",
     ),  # fmt: skip
     notes=__doc__,
 )
