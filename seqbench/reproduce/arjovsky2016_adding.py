@@ -38,8 +38,8 @@ from .base import (
     best_lr,
     each_value,
     final_value,
-    grid,
     per_seed,
+    rates_per_model,
 )
 from .figures import curves_per_t, save
 
@@ -47,27 +47,19 @@ SOURCE = "Arjovsky, Shah & Bengio 2016, Fig. 2"
 BASELINE = 0.167
 
 SETTINGS = {
-    "smoke": dict(seq_len=[4, 6], hidden_size=8, batch_size=8, steps=10, lstm=[1e-2],
-                  elman=[1e-2], eval_every=5, eval_batches=1, profile_every=5),
-    "quick": dict(seq_len=[50, 100], hidden_size=64, batch_size=32, steps=1500,
-                  lstm=[1e-3, 1e-2], elman=[1e-4, 1e-3, 1e-2], eval_every=100,
-                  eval_batches=8, profile_every=100),
+    "smoke": dict(seq_len=[4, 6], hidden_size=8, batch_size=8, steps=10, eval_every=5,
+                  lr={"lstm": [1e-2], "elman": [1e-2]}, eval_batches=1, profile_every=5),
+    "quick": dict(seq_len=[50, 100], hidden_size=64, batch_size=32, steps=1500, eval_every=100,
+                  lr={"lstm": [1e-3, 1e-2], "elman": [1e-4, 1e-3, 1e-2]}, eval_batches=8,
+                  profile_every=100),
     "full": dict(seq_len=[50, 100, 200, 400], hidden_size=128, batch_size=32, steps=5000,
-                 lstm=[1e-2], elman=[1e-4, 1e-3, 1e-2], eval_every=100,
+                 lr={"lstm": [1e-2], "elman": [1e-4, 1e-3, 1e-2]}, eval_every=100,
                  profile_every=250),
 }  # fmt: skip
 
 
 def suite(mode: str, seeds: int) -> list:
-    s = dict(SETTINGS[mode])
-    ts, lstm, elman = s.pop("seq_len"), s.pop("lstm"), s.pop("elman")
-    defaults = dict(task="adding", optimizer="adam", clip="norm:1", **s)
-    return grid(
-        defaults,
-        seeds,
-        {"model": "lstm", "seq_len": ts, "lr": lstm},
-        {"model": "elman", "seq_len": ts, "lr": elman},
-    )
+    return rates_per_model("adding", SETTINGS[mode], seeds)
 
 
 def _lstm_mse(runs: pd.DataFrame) -> pd.Series:

@@ -45,8 +45,8 @@ from .base import (
     best_lr,
     each_value,
     final_value,
-    grid,
     per_seed,
+    rates_per_model,
 )
 from .figures import curves_per_t, save
 
@@ -54,26 +54,20 @@ SOURCE = "Arjovsky, Shah & Bengio 2016, Fig. 1"
 GATED = ("lstm", "gru")
 
 SETTINGS = {
-    "smoke": dict(seq_len=[3, 5], hidden_size=8, batch_size=8, steps=10, gated=[1e-2],
-                  elman=[1e-2], eval_every=5, eval_batches=1, profile_every=5),
-    "quick": dict(seq_len=[10, 20], hidden_size=64, batch_size=32, steps=4000,
-                  gated=[1e-3, 1e-2], elman=[1e-3, 1e-2], eval_every=100, eval_batches=8,
-                  profile_every=100),
+    "smoke": dict(seq_len=[3, 5], hidden_size=8, batch_size=8, steps=10, eval_every=5,
+                  lr={"lstm": [1e-2], "gru": [1e-2], "elman": [1e-2]}, eval_batches=1,
+                  profile_every=5),
+    "quick": dict(seq_len=[10, 20], hidden_size=64, batch_size=32, steps=4000, eval_every=100,
+                  lr={"lstm": [1e-3, 1e-2], "gru": [1e-3, 1e-2], "elman": [1e-3, 1e-2]},
+                  eval_batches=8, profile_every=100),
     "full": dict(seq_len=[10, 20, 50, 100], hidden_size=128, batch_size=64, steps=5000,
-                 gated=[1e-2], elman=[1e-3, 1e-2], eval_every=100, profile_every=250),
+                 lr={"lstm": [1e-2], "gru": [1e-2], "elman": [1e-3, 1e-2]}, eval_every=100,
+                 profile_every=250),
 }  # fmt: skip
 
 
 def suite(mode: str, seeds: int) -> list:
-    s = dict(SETTINGS[mode])
-    ts, gated, elman = s.pop("seq_len"), s.pop("gated"), s.pop("elman")
-    defaults = dict(task="copy-task", optimizer="adam", clip="norm:1", **s)
-    return grid(
-        defaults,
-        seeds,
-        {"model": list(GATED), "seq_len": ts, "lr": gated},
-        {"model": "elman", "seq_len": ts, "lr": elman},
-    )
+    return rates_per_model("copy-task", SETTINGS[mode], seeds)
 
 
 def _gated_worse(runs: pd.DataFrame) -> pd.Series:

@@ -106,6 +106,17 @@ def grid(defaults: dict, seeds: int, *blocks: dict) -> list:
     return configs
 
 
+def rates_per_model(task: str, settings: dict, seeds: int) -> list:
+    """The suite of a "cells over T, each cell over its own lr grid" reproduction (Adam with
+    norm clipping at 1): ``settings`` holds ``seq_len`` (a list), ``lr`` ({model: [rates]})
+    and the other RunConfig fields, shared by every run."""
+    s = dict(settings)
+    ts, rates = s.pop("seq_len"), s.pop("lr")
+    defaults = dict(task=task, optimizer="adam", clip="norm:1", **s)
+    blocks = ({"model": m, "seq_len": ts, "lr": r} for m, r in rates.items())
+    return grid(defaults, seeds, *blocks)
+
+
 # --- rules -------------------------------------------------------------------------------
 
 

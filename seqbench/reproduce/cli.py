@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import ConfigError
+from ..sweep.cli import check_workers, require_dask
 
 
 def add_arguments(p) -> None:
@@ -40,8 +41,7 @@ def _check(a) -> None:
         )
     if a.seeds is not None and a.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {a.seeds}")
-    if a.workers is not None and a.workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {a.workers}")
+    check_workers(a.workers)
     if a.workers is not None and a.scheduler:
         raise ConfigError("--workers and --scheduler both given: the scheduler's cluster "
                           "decides the workers; give one")  # fmt: skip
@@ -55,10 +55,7 @@ def main(a) -> int:
     if a.list:
         return _list(a.name)
     if a.scheduler:
-        try:
-            import distributed  # noqa: F401
-        except ImportError:
-            raise ConfigError("Dask is not installed: pip install 'seqbench[dask]'") from None
+        require_dask()
     from . import REPRODUCTIONS
     from .run import configs, reproduce
 

@@ -26,6 +26,15 @@ def save(fig, out, name: str) -> Path:
     return path
 
 
+def labels(ax, xlabel: str, ylabel: str, title: str | None = None) -> None:
+    """Axis labels, an optional title, and the small legend every figure here uses."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title is not None:
+        ax.set_title(title)
+    ax.legend(fontsize=7)
+
+
 def eval_curve(history: pd.DataFrame, run_id: str) -> tuple[np.ndarray, np.ndarray]:
     """(steps, eval loss) of one run: the evaluations the training loop recorded."""
     if history.empty or "eval_loss" not in history.columns:
@@ -62,9 +71,7 @@ def curves_per_t(runs, history, task, ylabel, baseline, baseline_label, scale=No
         if log:
             ax.set_yscale("log")
         ax.set_title(f"{task}, T={t}")
-        ax.set_xlabel("training step")
-        ax.set_ylabel(ylabel)
-        ax.legend(fontsize=7)
+        labels(ax, "training step", ylabel)
     return fig
 
 

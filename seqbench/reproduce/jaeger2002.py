@@ -57,7 +57,7 @@ from .base import (
     number,
     per_seed,
 )
-from .figures import new_figure, panels, save
+from .figures import labels, new_figure, panels, save
 
 SOURCE = "Jaeger 2002, GMD Report 152, Proposition 2 and Section 3"
 ACTIVATIONS = ("identity", "tanh")
@@ -159,10 +159,7 @@ def figure(runs: pd.DataFrame, history: pd.DataFrame, out) -> list:
                 mean = np.mean(np.asarray(cs, dtype=float), axis=0)
                 left.plot(np.arange(1, mean.size + 1), mean, color=colours.get(n), ls=ls, lw=1.2,
                           label=f"N={n} {'linear' if a == 'identity' else a}")  # fmt: skip
-    left.set_xlabel("delay k")
-    left.set_ylabel("MC_k = corr^2(u(t-k), y_k(t))")
-    left.set_title("forgetting curves (mean over seeds)")
-    left.legend(fontsize=7)
+    labels(left, "delay k", "MC_k = corr^2(u(t-k), y_k(t))", "forgetting curves (mean over seeds)")
     for a, marker in zip(ACTIVATIONS, ("o", "s"), strict=True):
         pts = [(n, t_interval(runs[(runs["hidden_size"] == n) & (runs["_act"] == a)]["_mc"]
                               .to_numpy(dtype=float))) for n in sizes]  # fmt: skip
@@ -174,10 +171,9 @@ def figure(runs: pd.DataFrame, history: pd.DataFrame, out) -> list:
                        label="linear" if a == "identity" else a)  # fmt: skip
     top = max(sizes) if sizes else 1
     right.plot([0, top], [0, top], "k:", lw=1, label="MC = N")
-    right.set_xlabel("reservoir size N")
-    right.set_ylabel("memory capacity MC")
-    right.set_title("MC against N (95% interval over seeds)")
-    right.legend(fontsize=7)
+    labels(
+        right, "reservoir size N", "memory capacity MC", "MC against N (95% interval over seeds)"
+    )
     return [save(fig, out, "memory_capacity.png")]
 
 

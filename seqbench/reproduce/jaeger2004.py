@@ -60,7 +60,7 @@ import numpy as np
 import pandas as pd
 
 from .base import DEFAULT_SEEDS, Claim, Reproduction, below, grid, json_column, per_seed
-from .figures import new_figure, panels, save
+from .figures import labels, new_figure, panels, save
 
 SOURCE = "Jaeger & Haas 2004, Science 304:78, Fig. 3 and supporting material"
 PUBLISHED_LOG10 = -4.2
@@ -119,10 +119,12 @@ def figure(runs: pd.DataFrame, history: pd.DataFrame, out) -> list:
         left.plot(np.arange(1, err.size + 1), np.log10(err), color="tab:blue", lw=0.8, alpha=0.6)
     left.plot([84], [PUBLISHED_LOG10], "r*", ms=12, label="Jaeger & Haas 2004: 10^-4.2")
     left.axhline(math.log10(GOAL), color="r", ls=":", lw=1, label="10x the paper (6e-4)")
-    left.set_xlabel("free-run step (horizon)")
-    left.set_ylabel("log10 NRMSE (RMSE / std of the teacher)")
-    left.set_title(f"Mackey-Glass free run, {len(curves)} networks")
-    left.legend(fontsize=7)
+    labels(
+        left,
+        "free-run step (horizon)",
+        "log10 NRMSE (RMSE / std of the teacher)",
+        f"Mackey-Glass free run, {len(curves)} networks",
+    )
     if curves:
         c = curves[0]
         teacher, true, pred = (np.asarray(c.get(k, []), dtype=float)
@@ -133,10 +135,12 @@ def figure(runs: pd.DataFrame, history: pd.DataFrame, out) -> list:
         right.plot(t1, true, color="k", lw=1.5, label="true")
         right.plot(t1, pred, color="tab:orange", ls="--", lw=1.5, label="free run")
         right.axvline(0.5, color="0.7", lw=0.8)
-        right.set_xlabel("step (0: last teacher value)")
-        right.set_ylabel("tanh(x - 1)")
-        right.set_title("predicted against true (seed 0, first test window)")
-        right.legend(fontsize=7)
+        labels(
+            right,
+            "step (0: last teacher value)",
+            "tanh(x - 1)",
+            "predicted against true (seed 0, first test window)",
+        )
     return [save(fig, out, "mackey_glass_free_run.png")]
 
 

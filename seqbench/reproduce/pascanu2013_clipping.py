@@ -50,7 +50,7 @@ from .base import (
     rho,
     zero_rate,
 )
-from .figures import new_figure, save
+from .figures import labels, new_figure, save
 
 SOURCE_EXPLODE = "Pascanu, Mikolov & Bengio 2013, §2.1 and §3.2 (Algorithm 1)"
 SOURCE_VANISH = "Pascanu, Mikolov & Bengio 2013, §2.1 (ρ < 1 sufficient for vanishing)"
@@ -146,10 +146,8 @@ def figure(runs: pd.DataFrame, history: pd.DataFrame, out) -> list:
         x = sorted(rhos[g.index].unique())
         rate = [diverged(g[rhos[g.index] == v]).mean() for v in x]
         left.plot(x, rate, styles.get(clip, ":"), marker="o", label=f"clip {clip}, T={t}")
-    left.set_xlabel("spectral radius ρ of W_hh at init")
-    left.set_ylabel("divergence rate")
     left.set_ylim(-0.05, 1.05)
-    left.legend(fontsize=7)
+    labels(left, "spectral radius ρ of W_hh at init", "divergence rate")
     for t, g in runs.groupby("seq_len", sort=True):
         x = sorted(rhos[g.index].unique())
         ivs = [t_interval(number(g.loc[rhos[g.index] == v, "grad_ratio_log10_init"])) for v in x]
@@ -158,9 +156,9 @@ def figure(runs: pd.DataFrame, history: pd.DataFrame, out) -> list:
         right.errorbar(x, mean, yerr=np.nan_to_num(err), marker="o", capsize=3, label=f"T={t}")
     right.axhline(0.0, color="k", lw=0.8)
     right.axvline(1.0, color="grey", ls=":", lw=0.8)
-    right.set_xlabel("spectral radius ρ of W_hh at init")
-    right.set_ylabel("log10 ||dL_T/dh_1|| / ||dL_T/dh_T|| at init")
-    right.legend(fontsize=7)
+    labels(
+        right, "spectral radius ρ of W_hh at init", "log10 ||dL_T/dh_1|| / ||dL_T/dh_T|| at init"
+    )
     return [save(fig, out, "clipping.png")]
 
 

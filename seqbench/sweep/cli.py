@@ -30,16 +30,13 @@ def add_arguments(p) -> None:
 
 
 def main(args) -> int:
-    _check_workers(args.workers)
+    check_workers(args.workers)
     suite = load_suite(args.suite)
     out = Path(args.out) if args.out else Path("results") / suite.path.stem
     if args.dry_run:
         return _print_plan(suite, out)
     if args.scheduler or args.dask:
-        try:
-            import distributed  # noqa: F401
-        except ImportError:
-            raise ConfigError("Dask is not installed: pip install 'seqbench[dask]'") from None
+        require_dask()
     report = sweep(
         suite,
         out,
@@ -54,7 +51,15 @@ def main(args) -> int:
     return 1 if report.failed else 0
 
 
-def _check_workers(workers) -> None:
+def require_dask() -> None:
+    """One line instead of an ImportError deep in a run, before anything is planned."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise ConfigError("Dask is not installed: pip install 'seqbench[dask]'") from None
+
+
+def check_workers(workers) -> None:
     """--workers: at least 1; more than the cores is allowed (they share them), with a note."""
     if workers is None:
         return
