@@ -1,19 +1,29 @@
-"""``seqbench bench``: seqbench's kernels against torch's CPU ones, side by side in one process.
+"""``seqbench bench``: seqbench's kernels against torch's CPU ones, each timed in its own process.
 
 For each cell x shape x dtype: the same weights in a seqbench model and a ``torch.nn`` module,
-the same input, a warm-up call of each (compilation excluded), then ``repeat`` rounds that
-time seqbench and torch in turn, so drift on a shared machine hits both alike. Reported:
-medians in milliseconds and ratio = torch time / seqbench time (> 1: seqbench is faster).
+the same input. Each side runs alone in a fresh process (``seqbench.bench_worker``: warm-up
+calls, compilation excluded, then ``repeat`` timed forwards and train steps), the two sides
+alternated torch, seqbench, torch, seqbench for ``--pairs`` pairs, so drift on a shared
+machine hits both alike and neither library's thread pool runs beside the other's. Reported:
+the median over pairs of each side's median in milliseconds, ratio = torch time / seqbench
+time (> 1: seqbench is faster), and the range of the per-pair ratios.
 
-Each timed call is preceded by a short pause (``SETTLE_S``) and an untimed call of the same
-side: a thread pool's idle threads keep spinning for a while after its last job (torch's
-OpenMP about a millisecond, OpenBLAS about 0.1 s), and timed right after the other side's
-calls a library runs slower than alone (torch's per-step GRU path ran 10-40x slower after
-seqbench's threaded BLAS calls, which seqbench now makes with BLAS held to one thread).
-The pause was 0.25 s; it is 20 ms now, as a long idle slows the next calls on a VM: on this
-one, seqbench's 2-thread LSTM train step (32, 100, 10, 128) took 19-22 ms for the second
-call after 0.25 s asleep against 15.5 ms back to back (and 17 ms after 0.25 s of spinning),
-while torch's times did not move (GRU, both shapes of the goals, 0.25 s against 20 ms).
+Why processes: in one process the two pools slow each other. Right after a seqbench call
+torch's next GRU train step ran 3x slower (15.5 -> 47.9 ms on a 2-vCPU AMD EPYC) even after a
+20 ms pause, recovering after ~100 ms, and seqbench's LSTM step slowed likewise after torch's,
+so same-process ratios were biased either way (GRU 1.82x there against 3.03x alternated in
+processes). ``--same-process`` keeps the old one-process loop for a quick look (``measure``).
+
+In the one-process loop (and inside each worker) each timed call is preceded by a short pause
+(``SETTLE_S``) and an untimed call of the same side: a thread pool's idle threads keep spinning
+for a while after its last job (torch's OpenMP about a millisecond, OpenBLAS about 0.1 s), and
+timed right after the other side's calls a library runs slower than alone (torch's per-step GRU
+path ran 10-40x slower after seqbench's threaded BLAS calls, which seqbench now makes with BLAS
+held to one thread). The pause was 0.25 s; it is 20 ms now, as a long idle slows the next calls
+on a VM: on this one, seqbench's 2-thread LSTM train step (32, 100, 10, 128) took 19-22 ms for
+the second call after 0.25 s asleep against 15.5 ms back to back (and 17 ms after 0.25 s of
+spinning), while torch's times did not move (GRU, both shapes of the goals, 0.25 s against 20
+ms).
 
 - forward: ``model.forward(x)`` against torch under ``no_grad`` (inference).
 - train step: forward + backward of the summed output (dL/dy = 1), against
@@ -44,6 +54,7 @@ DEFAULT_CELLS = ("lstm", "gru", "elman")
 DEFAULT_SHAPES = ("32,100,10,128", "1,1000,1,64", "128,100,64,512")
 DTYPES = ("float32", "float64")
 SETTLE_S = 0.02  # pause before each timed call: the other side's idle threads go to sleep
+DEFAULT_PAIRS = 3  # torch, seqbench alternations per case
 PEAK_N = {"float32": 1536, "float64": 1024}  # square GEMMs long enough for BLAS's steady rate
 
 
@@ -76,6 +87,19 @@ def add_arguments(parser) -> None:
         action="store_true",
         help="also print GFLOP/s of the matrix products and their share of this machine's "
         "GEMM peak",
+    )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=DEFAULT_PAIRS,
+        help="alternations torch, seqbench, each side in its own process "
+        f"(default {DEFAULT_PAIRS})",
+    )
+    parser.add_argument(
+        "--same-process",
+        action="store_true",
+        help="time both sides in this process, in turn (faster, biased: the thread pools "
+        "slow each other)",
     )
     parser.add_argument(
         "--threads",
@@ -112,6 +136,8 @@ def check_arguments(args) -> tuple[list, list, list]:
             raise ConfigError(f"dtype {dt!r} is not supported; use float32 or float64")
     if args.repeat < 1:
         raise ConfigError(f"--repeat must be at least 1, got {args.repeat}")
+    if getattr(args, "pairs", 1) < 1:
+        raise ConfigError(f"--pairs must be at least 1, got {args.pairs}")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {args.threads}")
     check_backend(args.backend)
@@ -226,6 +252,58 @@ def measure(cell, shape, dtype, repeat=5, backend="numba", with_torch=True) -> d
     return out
 
 
+def measure_isolated(cell, shape, dtype, repeat=5, backend="numba", pairs=DEFAULT_PAIRS,
+                     threads=None, with_torch=True, worker=None) -> dict:  # fmt: skip
+    """``measure``'s figures with each side timed in its own process, alternated torch,
+    seqbench for ``pairs`` pairs: per side the median of its per-process medians; per kind
+    the ratio of those and the range of the per-pair ratios (``ratio_fwd_range``)."""
+    import seqbench as sb
+
+    worker = worker or run_worker
+    B, T, I, H = shape
+    model = sb.build_model(cell, I, H, dtype=dtype, backend="numpy", seed=0)
+    sides = ["seqbench"]
+    if with_torch and cell in TORCH_PEERS and _torch() is not None:
+        sides = ["torch", "seqbench"]
+    job = dict(cell=cell, shape=list(shape), dtype=dtype, backend=backend, repeat=repeat,
+               threads=threads)  # fmt: skip
+    runs = {side: [] for side in sides}
+    for _ in range(pairs):
+        for side in sides:
+            runs[side].append(worker({**job, "side": side}))
+    out = {"cell": cell, "shape": tuple(shape), "dtype": dtype, "pairs": pairs}
+    out["first_call_s"] = runs["seqbench"][0]["first_call_s"]
+    out["gflop_fwd"] = gemm_flops(model, B, T) / 1e9
+    out["gflop_train"] = 3 * out["gflop_fwd"]
+    for kind in ("fwd", "train"):
+        per = {s: [statistics.median(r[f"{kind}_ms"]) for r in runs[s]] for s in sides}
+        for side in ("seqbench", "torch"):
+            out[f"{side}_{kind}"] = statistics.median(per[side]) if side in per else None
+        ts, ss = out[f"torch_{kind}"], out[f"seqbench_{kind}"]
+        out[f"ratio_{kind}"] = ts / ss if ts is not None else None
+        pair_ratios = [t / s for t, s in zip(per.get("torch", []), per["seqbench"], strict=False)]
+        out[f"ratio_{kind}_range"] = (min(pair_ratios), max(pair_ratios)) if pair_ratios else None
+    return out
+
+
+def run_worker(job: dict) -> dict:
+    """One side timed in a fresh interpreter (seqbench.bench_worker); its JSON line back."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "seqbench.bench_worker", json.dumps(job)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"bench worker ({job['side']} {job['cell']}) failed: {tail[0]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def gemm_flops(model, B, T) -> float:
     """FLOPs of one forward's matrix products: each weight matrix (W_ih, W_hh, Jordan's W_hy)
     multiplies every series' input or state once a step, 2 FLOPs a weight. Gate functions and
@@ -259,10 +337,17 @@ def main(args) -> int:
     threads = set_threads(args.threads)
     console = Console()
     if not console.is_terminal:
-        console.width = max(console.width, 120)  # a table in a log or pipe stays one line a row
+        console.width = max(console.width, 160)  # a table in a log or pipe stays one line a row
+    isolated = not args.same_process
+    how = (
+        f"each side in its own process, {args.pairs} pairs alternated, median of {args.repeat}"
+        if isolated
+        else f"one process, in turn, median of {args.repeat}"
+    )
     table = Table(
-        title=f"seqbench ({args.backend}) vs torch, median of {args.repeat}, {threads} threads",
-        caption="ratio = torch time / seqbench time (> 1: seqbench faster); "
+        title=f"seqbench ({args.backend}) vs torch, {how}, {threads} threads",
+        caption="ratio = torch time / seqbench time (> 1: seqbench faster; in brackets the "
+        "range over pairs); "
         f"train = forward + backward of sum(y); gates: {gate_functions()}{_peer_note()}",
     )
     for col in ("cell", "B,T,I,H", "dtype"):
@@ -285,7 +370,11 @@ def main(args) -> int:
             for shape in shapes:
                 for cell in cells:
                     status.update(f"timing {cell} {shape} {dtype}")
-                    r = measure(cell, shape, dtype, args.repeat, args.backend)
+                    if isolated:
+                        r = measure_isolated(cell, shape, dtype, args.repeat, args.backend,
+                                             args.pairs, threads)  # fmt: skip
+                    else:
+                        r = measure(cell, shape, dtype, args.repeat, args.backend)
                     rows.append(r)
                     table.add_row(
                         cell,
@@ -293,10 +382,10 @@ def main(args) -> int:
                         dtype,
                         _ms(r["seqbench_fwd"]),
                         _ms(r["torch_fwd"]),
-                        _ratio(r["ratio_fwd"]),
+                        _ratio(r["ratio_fwd"], r.get("ratio_fwd_range")),
                         _ms(r["seqbench_train"]),
                         _ms(r["torch_train"]),
-                        _ratio(r["ratio_train"]),
+                        _ratio(r["ratio_train"], r.get("ratio_train_range")),
                     )
     console.print(table)
     if args.roofline:
@@ -355,5 +444,7 @@ def _ms(v):
     return "-" if v is None else f"{v:.2f}"
 
 
-def _ratio(v):
-    return "-" if v is None else f"{v:.2f}x"
+def _ratio(v, span=None):
+    if v is None:
+        return "-"
+    return f"{v:.2f}x" if span is None else f"{v:.2f}x [{span[0]:.2f}-{span[1]:.2f}]"

@@ -138,13 +138,54 @@ def test_bench_prints_the_side_by_side_table(capsys):
     from seqbench.bench import _torch
 
     argv = ["bench", "--cells", "elman", "gru", "--shapes", "2,3,2,4", "--repeat", "1"]
-    assert main(argv) == 0
+    assert main([*argv, "--same-process"]) == 0
     text = capsys.readouterr().out
     rows = [line for line in text.splitlines() if "2,3,2,4" in line]
     assert len(rows) == 2 and "elman" in rows[0] and "gru" in rows[1]
     numbers = re.findall(r"\d+\.\d+x?", rows[0])
     assert len(numbers) == (6 if _torch() is not None else 2)
     assert "gates: float32 approximate, float64 exact" in " ".join(text.split())
+    assert "one process, in turn" in text
+
+
+def test_bench_times_each_side_in_its_own_process_alternated():
+    """The default bench: torch, seqbench, torch, seqbench, each a fresh worker; per side the
+    median of the workers' medians, ratio = torch / seqbench, range over the pairs."""
+    import seqbench.bench as bench
+
+    calls = []
+    fake = {"torch": [[4.0, 6.0], [8.0, 8.0]], "seqbench": [[1.0, 1.0], [2.0, 4.0]]}
+
+    def worker(job):
+        calls.append(job["side"])
+        ms = fake[job["side"]][sum(c == job["side"] for c in calls) - 1]
+        return {"fwd_ms": ms, "train_ms": [2 * m for m in ms], "first_call_s": 0.5}
+
+    r = bench.measure_isolated("gru", (2, 3, 2, 4), "float32", repeat=2, pairs=2,
+                               worker=worker)  # fmt: skip
+    if bench._torch() is None:
+        assert calls == ["seqbench", "seqbench"] and r["ratio_fwd"] is None
+        return
+    assert calls == ["torch", "seqbench", "torch", "seqbench"]
+    assert r["torch_fwd"] == 6.5 and r["seqbench_fwd"] == 2.0  # medians of (5, 8) and (1, 3)
+    assert r["ratio_fwd"] == 6.5 / 2.0 and r["ratio_train"] == 6.5 / 2.0
+    assert r["ratio_fwd_range"] == (8.0 / 3.0, 5.0)
+
+
+def test_bench_worker_times_one_side_alone(capsys):
+    """A real worker process per side at a tiny shape; the table says how it was timed."""
+    from seqbench.bench import _torch, run_worker
+
+    job = dict(cell="elman", shape=[2, 3, 2, 4], dtype="float32", repeat=2, threads=1)
+    sides = ["seqbench"] + (["torch"] if _torch() is not None else [])
+    for side in sides:
+        r = run_worker({**job, "side": side})
+        assert r["side"] == side and r["threads"] == 1
+        assert len(r["fwd_ms"]) == 2 and min(r["fwd_ms"] + r["train_ms"]) > 0
+    argv = ["bench", "--cells", "elman", "--shapes", "2,3,2,4", "--repeat", "1", "--pairs", "1"]
+    assert main(argv) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "each side in its own process, 1 pairs alternated" in text
 
 
 def test_bench_without_torch_says_so_in_its_caption(monkeypatch, capsys):
@@ -153,7 +194,7 @@ def test_bench_without_torch_says_so_in_its_caption(monkeypatch, capsys):
 
     monkeypatch.setattr(bench, "_torch", lambda: None)
     argv = ["bench", "--cells", "elman", "--shapes", "2,3,2,4", "--repeat", "1"]
-    assert main(argv) == 0
+    assert main([*argv, "--same-process"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "torch is not installed, so its columns are '-' (pip install torch==2.13.0)" in text
 
@@ -169,7 +210,8 @@ def test_bench_roofline_counts_the_products_and_rates_them_against_a_gemm(capsys
     lstm, jordan = sb.build_model("lstm", 3, 5), sb.build_model("jordan", 3, 5)
     assert gemm_flops(lstm, 2, 7) == 2 * 2 * 7 * 4 * 5 * (3 + 5)
     assert gemm_flops(jordan, 2, 7) == 2 * 2 * 7 * 5 * (3 + 5 + 5)
-    argv = ["bench", "--cells", "lstm", "--shapes", "2,3,2,4", "--repeat", "1", "--roofline"]
+    argv = ["bench", "--cells", "lstm", "--shapes", "2,3,2,4", "--repeat", "1", "--roofline",
+            "--same-process"]  # fmt: skip
     assert main(argv) == 0
     text = capsys.readouterr().out
     rows = [line for line in text.splitlines() if "2,3,2,4" in line]
@@ -190,6 +232,7 @@ def test_bench_roofline_counts_the_products_and_rates_them_against_a_gemm(capsys
         (["--cells", "rnn"], "cell 'rnn' is not known"),
         (["--dtype", "float16"], "dtype 'float16' is not supported"),
         (["--repeat", "0"], "--repeat must be at least 1"),
+        (["--pairs", "0"], "--pairs must be at least 1"),
     ],
 )
 def test_bench_bad_input_is_one_line_exit_2(args, match, capsys):

@@ -1,5 +1,9 @@
 """Kernel speed: forward and train step per cell x backend x shape x dtype, compile time,
-peak memory. The asv counterpart of ``seqbench bench``."""
+peak memory. The asv counterpart of ``seqbench bench``.
+
+Fair by construction: asv times every parameter combination in its own process, so the torch
+backend's cases and the numba ones never share a process and their thread pools cannot slow
+each other (``seqbench bench`` does the same with a worker process per side)."""
 
 from __future__ import annotations
 
