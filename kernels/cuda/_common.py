@@ -1,6 +1,6 @@
 """What every CUDA kernel shares: scalar math, the tiled GEMM, the recurrence's building blocks
-and its launch plan. The cell modules only hold their own gate math (step functions); the
-time loops and launches built from those are in _launch.py.
+and its launch plan. The cell modules only hold their own operands and gate math; the two
+shapes of a step built from those are in _steps.py, the time loops and launches in _launch.py.
 
 How a recurrence is split over the GPU (forward and backward alike):
 
@@ -207,33 +207,12 @@ def pair(p, grp, ngrp, blk, per_block, batch, units):
 
 
 @cuda.jit(device=True)
-def dots1(vec, b, n, w, w0, lane, ks, live, zero):
-    """Partial sum over k = lane, lane + ks, ... < n of vec[b, k] * w[w0 + k]."""
-    a = zero
-    if live:
-        for k in range(lane, n, ks):
-            a += vec[b, k] * w[w0 + k]
-    return a
-
-
-@cuda.jit(device=True)
-def dots3(vec, b, n, w, w0, stride, lane, ks, live, zero):
-    """Three gates' partial sums; gate g's column starts at w0 + g*stride."""
-    a0 = zero
-    a1 = zero
-    a2 = zero
-    if live:
-        for k in range(lane, n, ks):
-            v = vec[b, k]
-            a0 += v * w[w0 + k]
-            a1 += v * w[w0 + stride + k]
-            a2 += v * w[w0 + 2 * stride + k]
-    return a0, a1, a2
-
-
-@cuda.jit(device=True)
-def dots4(vec, b, n, w, w0, stride, lane, ks, live, zero):
-    """Four gates' partial sums; gate g's column starts at w0 + g*stride."""
+def dots(vec, b, n, w, w0, stride, lane, ks, live, zero, gates):
+    """Partial sums over k = lane, lane + ks, ... < n of vec[b, k] * w[w0 + g*stride + k] for
+    the gates g < ``gates`` (1 to 4), as a 4-tuple; the entries past ``gates`` stay ``zero``.
+    Call it with ``gates`` a constant, directly (not through a wrapper): the tests on it then
+    fold away and the PTX is that of a dedicated 1-, 3- or 4-gate loop (checked by
+    tests/test_ptx.py's dump against the former dots1/dots3/dots4)."""
     a0 = zero
     a1 = zero
     a2 = zero
@@ -242,9 +221,12 @@ def dots4(vec, b, n, w, w0, stride, lane, ks, live, zero):
         for k in range(lane, n, ks):
             v = vec[b, k]
             a0 += v * w[w0 + k]
-            a1 += v * w[w0 + stride + k]
-            a2 += v * w[w0 + 2 * stride + k]
-            a3 += v * w[w0 + 3 * stride + k]
+            if gates > 1:
+                a1 += v * w[w0 + stride + k]
+            if gates > 2:
+                a2 += v * w[w0 + 2 * stride + k]
+            if gates > 3:
+                a3 += v * w[w0 + 3 * stride + k]
     return a0, a1, a2, a3
 
 
@@ -266,45 +248,32 @@ def _group_sum(red, n, lane, ks):
 
 
 @cuda.jit(device=True)
-def reduce1(red, a0, lane, ks):
+def reduce(red, sums, lane, ks, gates):
+    """The group totals of the first ``gates`` of the 4-tuple ``sums`` (a thread's partial
+    sums from ``dots``), in every lane; entries past ``gates`` come back as they went in.
+    Every thread of the block must call it (it synchronises); ``gates`` a constant, as for
+    ``dots``."""
     if ks == 1:
-        return a0
+        return sums
+    a0, a1, a2, a3 = sums
     tid = cu.threadIdx.x
+    tpb = cu.blockDim.x
     cu.syncthreads()  # the previous round's readers are done with red
     red[tid] = a0
-    _group_sum(red, 1, lane, ks)
-    return red[tid - lane]
-
-
-@cuda.jit(device=True)
-def reduce3(red, a0, a1, a2, lane, ks):
-    if ks == 1:
-        return a0, a1, a2
-    tid = cu.threadIdx.x
-    tpb = cu.blockDim.x
-    cu.syncthreads()
-    red[tid] = a0
-    red[tpb + tid] = a1
-    red[2 * tpb + tid] = a2
-    _group_sum(red, 3, lane, ks)
+    if gates > 1:
+        red[tpb + tid] = a1
+    if gates > 2:
+        red[2 * tpb + tid] = a2
+    if gates > 3:
+        red[3 * tpb + tid] = a3
+    _group_sum(red, gates, lane, ks)
     r = tid - lane
-    return red[r], red[tpb + r], red[2 * tpb + r]
-
-
-@cuda.jit(device=True)
-def reduce4(red, a0, a1, a2, a3, lane, ks):
-    if ks == 1:
-        return a0, a1, a2, a3
-    tid = cu.threadIdx.x
-    tpb = cu.blockDim.x
-    cu.syncthreads()
-    red[tid] = a0
-    red[tpb + tid] = a1
-    red[2 * tpb + tid] = a2
-    red[3 * tpb + tid] = a3
-    _group_sum(red, 4, lane, ks)
-    r = tid - lane
-    return red[r], red[tpb + r], red[2 * tpb + r], red[3 * tpb + r]
+    return (
+        red[r],
+        red[tpb + r] if gates > 1 else a1,
+        red[2 * tpb + r] if gates > 2 else a2,
+        red[3 * tpb + r] if gates > 3 else a3,
+    )
 
 
 @cuda.jit(device=True)
@@ -371,24 +340,9 @@ def _gemm_kernels(dtype: np.dtype):
         c11 = zero
         for k0 in range(0, K, tile):
             for e in range(tid, tt, nthreads):
-                # a's tile, read along its contiguous axis
-                if trans_a:  # a is (K, M)
-                    kk = e // tile
-                    mm = e - kk * tile
-                    v = a[k0 + kk, m0 + mm] if (k0 + kk < K and m0 + mm < M) else zero
-                else:  # a is (M, K)
-                    mm = e // tile
-                    kk = e - mm * tile
-                    v = a[m0 + mm, k0 + kk] if (k0 + kk < K and m0 + mm < M) else zero
+                kk, mm, v = _tile_element(a, trans_a, e, tile, k0, m0, K, M, zero)
                 sm[kk * tile + mm] = v
-                if trans_b:  # b is (N, K)
-                    nn = e // tile
-                    kk = e - nn * tile
-                    v = b[n0 + nn, k0 + kk] if (k0 + kk < K and n0 + nn < N) else zero
-                else:  # b is (K, N)
-                    kk = e // tile
-                    nn = e - kk * tile
-                    v = b[k0 + kk, n0 + nn] if (k0 + kk < K and n0 + nn < N) else zero
+                kk, nn, v = _tile_element(b, not trans_b, e, tile, k0, n0, K, N, zero)
                 sm[tt + kk * tile + nn] = v
             cu.syncthreads()
             for kk in range(tile):
@@ -430,6 +384,22 @@ def _gemm_kernels(dtype: np.dtype):
             out[n] = acc
 
     return gemm, colsum_partial, colsum_finish
+
+
+@cuda.jit(device=True)
+def _tile_element(x, k_rows, e, tile, k0, r0, K, R, zero):
+    """(kk, rr, x's entry at (k0 + kk, r0 + rr)) for the e-th element of a tile of op(x),
+    op(x) (K, R); x is (K, R) where ``k_rows``, else (R, K). Elements go along x's
+    contiguous axis; past the edges the value is zero."""
+    if k_rows:
+        kk = e // tile
+        rr = e - kk * tile
+        v = x[k0 + kk, r0 + rr] if (k0 + kk < K and r0 + rr < R) else zero
+    else:
+        rr = e // tile
+        kk = e - rr * tile
+        v = x[r0 + rr, k0 + kk] if (k0 + kk < K and r0 + rr < R) else zero
+    return kk, rr, v
 
 
 @cuda.jit(device=True)

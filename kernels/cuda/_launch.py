@@ -2,7 +2,8 @@
 How the units are split over the GPU, and the two launch paths, are in _common.py.
 
 A cell declares each direction as a tuple of phases, the unit spaces one time step visits in
-order (Elman, GRU and LSTM one, Jordan two), each a device function
+order (Elman, GRU and LSTM one, Jordan two), each a device function (built by _steps.py
+from the cell's own parts)
 
     step(t, blk, w, w0, kp, S, ks, args, red, zero)
 

@@ -12,54 +12,41 @@ dpre_{t+1} backward).
 from numba import cuda
 
 from . import _common as cc
-from . import _launch
+from . import _launch, _steps
 from ._common import drelu_from_output, dtanh_from_output, relu, tanh_
 
 
 @cuda.jit(device=True)
-def _forward_step(t, blk, w, w0, kp, S, ks, args, red, zero):
-    x_proj, b_hh, h0, use_relu, h_seq = args
+def _operands(t, args):
+    x_proj, _, h0, _, h_seq = args
     T, B, H = x_proj.shape
     h_prev = h0 if t == 0 else h_seq[t - 1]
-    lane, grp, ngrp = cc.thread_group(ks)
-    for base in range(0, B * S, ngrp):
-        b, j, live = cc.pair(base + grp, grp, ngrp, blk, S, B, H)
-        a = cc.dots1(h_prev, b, H, w, w0 + (j - blk * S) * kp, lane, ks, live, zero)
-        a = cc.reduce1(red, a, lane, ks)
-        if live and lane == 0:
-            z = x_proj[t, b, j] + a + b_hh[j]
-            h_seq[t, b, j] = relu(z) if use_relu else tanh_(z)
+    return h_prev, h_prev, B, H, H
 
 
 @cuda.jit(device=True)
-def _backward_step(t, blk, w, w0, kp, S, ks, args, red, zero):
-    """Step t (T-1 down to 0); t == -1 only writes dh0 = dpre_0 W_hh."""
-    dh_out, dh_last, h_seq, use_relu, dpre, dh0, sq_part = args
-    sqs = red[cc.cu.blockDim.x :]  # after the group sums
+def _activate(t, b, j, sums, _, args):
+    x_proj, b_hh, _, use_relu, h_seq = args
+    z = x_proj[t, b, j] + sums[0] + b_hh[j]
+    h_seq[t, b, j] = relu(z) if use_relu else tanh_(z)
+
+
+@cuda.jit(device=True)
+def _grad_operands(args):
+    dh_out, dh_last, h_seq, _, dpre, dh0, _ = args
     T, B, H = h_seq.shape
-    lane, grp, ngrp = cc.thread_group(ks)
-    for base in range(0, B * S, ngrp):
-        p = base + grp
-        b, j, live = cc.pair(p, grp, ngrp, blk, S, B, H)
-        a = zero
-        if t + 1 < T:  # dpre_{t+1} . w_hh[:, j]
-            a = cc.dots1(dpre[t + 1], b, H, w, w0 + (j - blk * S) * kp, lane, ks, live, zero)
-            a = cc.reduce1(red, a, lane, ks)
-        if live and lane == 0:
-            dh = a if t + 1 < T else dh_last[b, j]
-            if t < 0:
-                dh0[b, j] = dh
-            else:
-                g = dh + dh_out[t, b, j]
-                sqs[p] = g * g
-                s = h_seq[t, b, j]
-                dpre[t, b, j] = g * (drelu_from_output(s) if use_relu else dtanh_from_output(s))
-    if t >= 0:
-        cc.block_squares(sqs, sq_part, t, blk, S, B, H, zero)
+    return dpre, H, dh_out, dh_last, dh0, T, B, H
 
 
-_FORWARD = (_launch.Phase(_forward_step),)
-_BACKWARD = (_launch.Phase(_backward_step),)
+@cuda.jit(device=True)
+def _grad(t, b, j, g, args):
+    _, _, h_seq, use_relu, dpre, _, _ = args
+    s = h_seq[t, b, j]
+    dpre[t, b, j] = g * (drelu_from_output(s) if use_relu else dtanh_from_output(s))
+
+
+_FORWARD = (_steps.dot_phase(1, _operands, _activate),)
+_BACKWARD = (_steps.gradient_phase(_grad_operands, _steps.as_is, _grad),)
 
 
 def elman_forward(x_proj, w_hh_t, b_hh, h0, use_relu, h_seq):

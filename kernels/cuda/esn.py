@@ -58,13 +58,20 @@ def _feedback(pre, w_fb, y_prev, b, i, O):
     return pre
 
 
+@cuda.jit(device=True)
+def _thread_pair(u_proj):
+    """(batch row, unit, live) of this thread in a per-step launch: one thread a pair."""
+    B, T, N = u_proj.shape
+    p = cc.cu.grid(1)
+    b = p // N
+    return b, p - b * N, p < B * N
+
+
 @cuda.jit
 def _dense_step(t, u_proj, w_hh_t, keep, leak, linear, x0, states, w_fb, y0, outputs, O):
-    B, T, N = u_proj.shape
-    p = cuda.grid(1)
-    if p < B * N:
-        b = p // N
-        i = p - b * N
+    N = u_proj.shape[2]
+    b, i, live = _thread_pair(u_proj)
+    if live:
         x_prev = x0[b] if t == 0 else states[b, t - 1]
         pre = u_proj[b, t, i]
         s = pre - pre  # zero in the array's dtype
@@ -80,11 +87,8 @@ def _dense_step(t, u_proj, w_hh_t, keep, leak, linear, x0, states, w_fb, y0, out
 def _csr_step(
     t, u_proj, indptr, indices, data, keep, leak, linear, x0, states, w_fb, y0, outputs, O
 ):
-    B, T, N = u_proj.shape
-    p = cuda.grid(1)
-    if p < B * N:
-        b = p // N
-        i = p - b * N
+    b, i, live = _thread_pair(u_proj)
+    if live:
         x_prev = x0[b] if t == 0 else states[b, t - 1]
         pre = u_proj[b, t, i]
         if O > 0:
@@ -160,10 +164,11 @@ def _persistent(dtype, dot):
         g0 = cuda.blockIdx.x * ngrp + grp
         grid = cuda.cg.this_grid()
         for t in range(T):
-            for r in range((B * N + groups - 1) // groups):  # every thread: reduce1 syncs
+            for r in range((B * N + groups - 1) // groups):  # every thread: reduce syncs
                 b, i, live = _pair_of(r, groups, g0, grp, ngrp, B, N)
                 x_prev = x0[b] if t == 0 else states[b, t - 1]
-                a = cc.reduce1(red, dot(weights, x_prev, i, lane, ks, live, zero), lane, ks)
+                a = dot(weights, x_prev, i, lane, ks, live, zero)
+                a = cc.reduce(red, (a, a, a, a), lane, ks, 1)[0]
                 if live and lane == 0:
                     pre = u_proj[b, t, i]
                     if O > 0:
@@ -177,7 +182,7 @@ def _persistent(dtype, dot):
                     if live:
                         for j in range(lane, N, ks):
                             a += w_out[o, j] * states[b, t, j]
-                    a = cc.reduce1(red, a, lane, ks)
+                    a = cc.reduce(red, (a, a, a, a), lane, ks, 1)[0]
                     if live and lane == 0:
                         outputs[b, t, o] = b_out[o] + a
                 grid.sync()

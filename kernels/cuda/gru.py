@@ -14,76 +14,71 @@ each entry owned by one thread.
 from numba import cuda
 
 from . import _common as cc
-from . import _launch
+from . import _launch, _steps
 from ._common import dsigmoid_from_output, dtanh_from_output, sigmoid, tanh_
 
 
 @cuda.jit(device=True)
-def _forward_step(t, blk, w, w0, kp, S, ks, args, red, zero):
-    x_proj, b_hh, h0, gates, h_seq = args
+def _operands(t, args):
+    x_proj, _, h0, _, h_seq = args
     T, B, G = x_proj.shape
-    H = G // 3
     h_prev = h0 if t == 0 else h_seq[t - 1]
-    lane, grp, ngrp = cc.thread_group(ks)
-    for base in range(0, B * S, ngrp):
-        b, j, live = cc.pair(base + grp, grp, ngrp, blk, S, B, H)
-        col = w0 + (j - blk * S) * kp
-        ar, az, an = cc.dots3(h_prev, b, H, w, col, S * kp, lane, ks, live, zero)
-        ar, az, an = cc.reduce3(red, ar, az, an, lane, ks)
-        if live and lane == 0:
-            hn = an + b_hh[2 * H + j]
-            r = sigmoid(x_proj[t, b, j] + ar + b_hh[j])
-            z = sigmoid(x_proj[t, b, H + j] + az + b_hh[H + j])
-            n = tanh_(x_proj[t, b, 2 * H + j] + r * hn)
-            gates[t, b, j] = r
-            gates[t, b, H + j] = z
-            gates[t, b, 2 * H + j] = n
-            gates[t, b, 3 * H + j] = hn
-            h_seq[t, b, j] = (1.0 - z) * n + z * h_prev[b, j]
+    return h_prev, h_prev, B, G // 3, G // 3
 
 
 @cuda.jit(device=True)
-def _backward_step(t, blk, w, w0, kp, S, ks, args, red, zero):
-    """Step t (T-1 down to 0); t == -1 only writes dh0."""
-    dh_out, dh_last, gates, h_seq, h0, dx_proj, dh_proj, dh0, sq_part = args
-    sqs = red[cc.cu.blockDim.x :]  # after the group sums
+def _gates(t, b, j, sums, h_prev, args):
+    x_proj, b_hh, _, gates, h_seq = args
+    H = x_proj.shape[2] // 3
+    ar, az, an, _ = sums
+    hn = an + b_hh[2 * H + j]
+    r = sigmoid(x_proj[t, b, j] + ar + b_hh[j])
+    z = sigmoid(x_proj[t, b, H + j] + az + b_hh[H + j])
+    n = tanh_(x_proj[t, b, 2 * H + j] + r * hn)
+    gates[t, b, j] = r
+    gates[t, b, H + j] = z
+    gates[t, b, 2 * H + j] = n
+    gates[t, b, 3 * H + j] = hn
+    h_seq[t, b, j] = (1.0 - z) * n + z * h_prev[b, j]
+
+
+@cuda.jit(device=True)
+def _grad_operands(args):
+    """dh_proj_{t+1} . w_hh[:, j], K = 3H."""
+    dh_out, dh_last, _, h_seq, _, _, dh_proj, dh0, _ = args
     T, B, H = h_seq.shape
-    lane, grp, ngrp = cc.thread_group(ks)
-    for base in range(0, B * S, ngrp):
-        p = base + grp
-        b, j, live = cc.pair(p, grp, ngrp, blk, S, B, H)
-        a = zero
-        if t + 1 < T:  # dh_proj_{t+1} . w_hh[:, j]
-            a = cc.dots1(dh_proj[t + 1], b, 3 * H, w, w0 + (j - blk * S) * kp, lane, ks, live, zero)
-            a = cc.reduce1(red, a, lane, ks)
-        if live and lane == 0:
-            dh = a + dh0[b, j] if t + 1 < T else dh_last[b, j]  # dh0 holds gh_{t+1} z_{t+1}
-            if t < 0:
-                dh0[b, j] = dh
-            else:
-                gh = dh + dh_out[t, b, j]
-                sqs[p] = gh * gh
-                h_prev = h0[b, j] if t == 0 else h_seq[t - 1, b, j]
-                r = gates[t, b, j]
-                z = gates[t, b, H + j]
-                n = gates[t, b, 2 * H + j]
-                hn = gates[t, b, 3 * H + j]
-                dn = gh * (1.0 - z) * dtanh_from_output(n)
-                dz = gh * (h_prev - n) * dsigmoid_from_output(z)
-                dr = dn * hn * dsigmoid_from_output(r)
-                dx_proj[t, b, j] = dr
-                dx_proj[t, b, H + j] = dz
-                dx_proj[t, b, 2 * H + j] = dn
-                dh_proj[t, b, j] = dr
-                dh_proj[t, b, H + j] = dz
-                dh_proj[t, b, 2 * H + j] = dn * r
-                dh0[b, j] = gh * z
-    if t >= 0:
-        cc.block_squares(sqs, sq_part, t, blk, S, B, H, zero)
+    return dh_proj, 3 * H, dh_out, dh_last, dh0, T, B, H
 
 
-_FORWARD = (_launch.Phase(_forward_step, gates=3),)
-_BACKWARD = (_launch.Phase(_backward_step),)
+@cuda.jit(device=True)
+def _skip(a, b, j, args):
+    """dh0 holds gh_{t+1} z_{t+1}, the z-gated skip term."""
+    return a + args[7][b, j]
+
+
+@cuda.jit(device=True)
+def _grad(t, b, j, gh, args):
+    _, _, gates, h_seq, h0, dx_proj, dh_proj, dh0, _ = args
+    H = h_seq.shape[2]
+    h_prev = h0[b, j] if t == 0 else h_seq[t - 1, b, j]
+    r = gates[t, b, j]
+    z = gates[t, b, H + j]
+    n = gates[t, b, 2 * H + j]
+    hn = gates[t, b, 3 * H + j]
+    dn = gh * (1.0 - z) * dtanh_from_output(n)
+    dz = gh * (h_prev - n) * dsigmoid_from_output(z)
+    dr = dn * hn * dsigmoid_from_output(r)
+    dx_proj[t, b, j] = dr
+    dx_proj[t, b, H + j] = dz
+    dx_proj[t, b, 2 * H + j] = dn
+    dh_proj[t, b, j] = dr
+    dh_proj[t, b, H + j] = dz
+    dh_proj[t, b, 2 * H + j] = dn * r
+    dh0[b, j] = gh * z
+
+
+_FORWARD = (_steps.dot_phase(3, _operands, _gates),)
+_BACKWARD = (_steps.gradient_phase(_grad_operands, _skip, _grad),)
 
 
 def gru_forward(x_proj, w_hh_t, b_hh, h0, gates, h_seq):

@@ -14,82 +14,72 @@ Two unit spaces and two phases per step, each followed by a barrier:
 from numba import cuda
 
 from . import _common as cc
-from . import _launch
+from . import _launch, _steps
 from ._common import dtanh_from_output, tanh_
 
 
 @cuda.jit(device=True)
-def _hidden_step(t, blk, w, w0, kp, S, ks, args, red, zero):
-    x_proj, _, y0, h_seq, y_seq = args
+def _hidden_operands(t, args):
+    x_proj, _, y0, _, y_seq = args
     T, B, H = x_proj.shape
-    O = y0.shape[1]
     y_prev = y0 if t == 0 else y_seq[t - 1]
-    lane, grp, ngrp = cc.thread_group(ks)
-    for base in range(0, B * S, ngrp):
-        b, j, live = cc.pair(base + grp, grp, ngrp, blk, S, B, H)
-        a = cc.dots1(y_prev, b, O, w, w0 + (j - blk * S) * kp, lane, ks, live, zero)
-        a = cc.reduce1(red, a, lane, ks)
-        if live and lane == 0:
-            h_seq[t, b, j] = tanh_(x_proj[t, b, j] + a)
+    return y_prev, y_prev, B, H, y0.shape[1]
 
 
 @cuda.jit(device=True)
-def _output_step(t, blk, w, w0, kp, S, ks, args, red, zero):
-    _, b_hy, _, h_seq, y_seq = args
+def _hidden(t, b, j, sums, _, args):
+    x_proj, _, _, h_seq, _ = args
+    h_seq[t, b, j] = tanh_(x_proj[t, b, j] + sums[0])
+
+
+@cuda.jit(device=True)
+def _output_operands(t, args):
+    _, _, _, h_seq, y_seq = args
     T, B, H = h_seq.shape
-    O = y_seq.shape[2]
-    lane, grp, ngrp = cc.thread_group(ks)
-    for base in range(0, B * S, ngrp):
-        b, k, live = cc.pair(base + grp, grp, ngrp, blk, S, B, O)
-        a = cc.dots1(h_seq[t], b, H, w, w0 + (k - blk * S) * kp, lane, ks, live, zero)
-        a = cc.reduce1(red, a, lane, ks)
-        if live and lane == 0:
-            y_seq[t, b, k] = a + b_hy[k]
+    return h_seq[t], h_seq[t], B, y_seq.shape[2], H
 
 
 @cuda.jit(device=True)
-def _output_grad_step(t, blk, w, w0, kp, S, ks, args, red, zero):
-    """dL/dy_t for step t (T-1 down to 0); t == -1 only writes dy0 = dpre_0 W_yh."""
-    dy_out, dy_last, _, dy_tot, dpre, dy0, sq_part = args
-    sqs = red[cc.cu.blockDim.x :]  # after the group sums
+def _output(t, b, k, sums, _, args):
+    _, b_hy, _, _, y_seq = args
+    y_seq[t, b, k] = sums[0] + b_hy[k]
+
+
+@cuda.jit(device=True)
+def _output_grad_operands(args):
+    """dL/dy_t; at t == -1 it writes dy0 = dpre_0 W_yh."""
+    dy_out, dy_last, _, _, dpre, dy0, _ = args
     T, B, O = dy_out.shape
-    H = dpre.shape[2]
-    lane, grp, ngrp = cc.thread_group(ks)
-    for base in range(0, B * S, ngrp):
-        p = base + grp
-        b, k, live = cc.pair(p, grp, ngrp, blk, S, B, O)
-        a = zero
-        if t + 1 < T:  # dpre_{t+1} . w_yh[:, k]
-            a = cc.dots1(dpre[t + 1], b, H, w, w0 + (k - blk * S) * kp, lane, ks, live, zero)
-            a = cc.reduce1(red, a, lane, ks)
-        if live and lane == 0:
-            dy = a if t + 1 < T else dy_last[b, k]
-            if t < 0:
-                dy0[b, k] = dy
-            else:
-                g = dy + dy_out[t, b, k]
-                dy_tot[t, b, k] = g
-                sqs[p] = g * g
-    if t >= 0:
-        cc.block_squares(sqs, sq_part, t, blk, S, B, O, zero)
+    return dpre, dpre.shape[2], dy_out, dy_last, dy0, T, B, O
 
 
 @cuda.jit(device=True)
-def _hidden_grad_step(t, blk, w, w0, kp, S, ks, args, red, zero):
-    _, _, h_seq, dy_tot, dpre, _, _ = args
+def _output_grad(t, b, k, g, args):
+    dy_tot = args[3]
+    dy_tot[t, b, k] = g
+
+
+@cuda.jit(device=True)
+def _hidden_grad_operands(t, args):
+    _, _, h_seq, dy_tot, _, _, _ = args
     T, B, H = h_seq.shape
-    O = dy_tot.shape[2]
-    lane, grp, ngrp = cc.thread_group(ks)
-    for base in range(0, B * S, ngrp):
-        b, j, live = cc.pair(base + grp, grp, ngrp, blk, S, B, H)
-        a = cc.dots1(dy_tot[t], b, O, w, w0 + (j - blk * S) * kp, lane, ks, live, zero)
-        a = cc.reduce1(red, a, lane, ks)
-        if live and lane == 0:
-            dpre[t, b, j] = a * dtanh_from_output(h_seq[t, b, j])
+    return dy_tot[t], dy_tot[t], B, H, dy_tot.shape[2]
 
 
-_FORWARD = (_launch.Phase(_hidden_step), _launch.Phase(_output_step))
-_BACKWARD = (_launch.Phase(_output_grad_step), _launch.Phase(_hidden_grad_step))
+@cuda.jit(device=True)
+def _hidden_grad(t, b, j, sums, _, args):
+    _, _, h_seq, _, dpre, _, _ = args
+    dpre[t, b, j] = sums[0] * dtanh_from_output(h_seq[t, b, j])
+
+
+_FORWARD = (
+    _steps.dot_phase(1, _hidden_operands, _hidden),
+    _steps.dot_phase(1, _output_operands, _output),
+)
+_BACKWARD = (
+    _steps.gradient_phase(_output_grad_operands, _steps.as_is, _output_grad),
+    _steps.dot_phase(1, _hidden_grad_operands, _hidden_grad),
+)
 
 
 def jordan_forward(x_proj, w_yh_t, w_hy_t, b_hy, y0, h_seq, y_seq):
