@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import ConfigError
-from ..sweep.cli import check_workers, require_dask
+from ..sweep.cli import check_workers, require_dask, sweep_options
 
 
 def add_arguments(p) -> None:
@@ -61,16 +61,8 @@ def main(a) -> int:
 
     repro = REPRODUCTIONS[a.name]
     configs(repro, mode, a.seeds, a.backend)  # every mistake before anything runs
-    outcome = reproduce(
-        repro,
-        mode,
-        seeds=a.seeds,
-        out=a.out,
-        workers=a.workers,
-        scheduler=a.scheduler,
-        backend=a.backend,
-        progress=not a.quiet,
-    )
+    outcome = reproduce(repro, mode, seeds=a.seeds, out=a.out, backend=a.backend,
+                        **sweep_options(a))  # fmt: skip
     _print_claims(repro, mode, outcome)
     return 1 if outcome.sweep.failed else 0
 

@@ -61,19 +61,19 @@ def reproduce(
     *,
     seeds: int | None = None,
     out=None,
-    workers: int | None = None,
-    scheduler: str | None = None,
     backend: str | None = None,
-    progress: bool = True,
+    **sweep_options,
 ) -> Outcome:
-    """Run what is missing of the mode's suite under ``out``, then measure the claims on this
-    suite's runs, draw the figures and write DIR/claims.parquet and DIR/report.html."""
+    """Run what is missing of the mode's suite under ``out`` (``sweep_options``: workers,
+    threads, scheduler, progress, ... as seqbench.sweep.sweep takes them), then measure the
+    claims on this suite's runs, draw the figures and write DIR/claims.parquet and
+    DIR/report.html."""
     from .. import results
     from ..sweep import sweep
 
     suite = as_suite(repro, mode, configs(repro, mode, seeds, backend))
     out = Path(out) if out is not None else default_out(repro.name, mode)
-    report = sweep(suite, out, workers=workers, scheduler=scheduler, progress=progress)
+    report = sweep(suite, out, **sweep_options)
     ids = suite.run_ids()
     runs = results.load(out)
     runs = runs[runs["run_id"].isin(ids)].reset_index(drop=True)

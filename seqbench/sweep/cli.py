@@ -37,18 +37,17 @@ def main(args) -> int:
         return _print_plan(suite, out)
     if args.scheduler or args.dask:
         require_dask()
-    report = sweep(
-        suite,
-        out,
-        workers=args.workers,
-        threads=args.threads,
-        scheduler=args.scheduler,
-        dask=args.dask,
-        retries=args.retries,
-        progress=not args.quiet,
-    )
+    report = sweep(suite, out, **sweep_options(args))
     _print_summary(suite, out, report)
     return 1 if report.failed else 0
+
+
+def sweep_options(args) -> dict:
+    """``sweep()``'s keywords from parsed arguments; a command without a flag (seqbench
+    reproduce has no --threads, --dask or --retries) leaves sweep's default."""
+    names = ("workers", "threads", "scheduler", "dask", "retries")
+    options = {n: getattr(args, n) for n in names if hasattr(args, n)}
+    return {**options, "progress": not args.quiet}
 
 
 def require_dask() -> None:
