@@ -38,7 +38,8 @@ class TrainingProgress:
 
     def __call__(self, step, loss, info):
         if self.lines and info.get("eval_step") == step:
-            print(evaluation_line(step, self.cfg.steps, loss, info), flush=True)
+            unit = loss_unit(self.cfg.task)
+            print(evaluation_line(step, self.cfg.steps, loss, info, unit), flush=True)
         if self._progress is None:
             return
         ev = info.get("eval_loss", float("nan"))
@@ -54,15 +55,36 @@ class TrainingProgress:
         return False
 
 
-def evaluation_line(step, steps, loss, info) -> str:
-    """One evaluation as a plain line: step, training loss, eval loss (SE), baseline."""
+def evaluation_line(step, steps, loss, info, unit: str = "") -> str:
+    """One evaluation as a plain line: step, training loss, eval loss (SE), baseline; with
+    the task's loss unit where it declares one (a loss in nats shown in bits beside it)."""
     se = info.get("eval_loss_se")
     se = f" ± {se:.2g}" if se is not None and math.isfinite(se) else ""
+    u = f" {unit}" if unit else ""
+    ev, base = info["eval_loss"], info["baseline"]
     line = (
-        f"step {step}/{steps}  loss {loss:.4f}  eval loss {info['eval_loss']:.4f}{se}  "
-        f"baseline {info['baseline']:.4f}"
+        f"step {step}/{steps}  loss {loss:.4f}{u}  eval loss {ev:.4f}{se}{u}  "
+        f"baseline {base:.4f}{u}"
     )
+    bits = _bits_unit(unit)
+    if bits:
+        line += f"  (eval {ev / math.log(2):.4f} vs baseline {base / math.log(2):.4f} {bits})"
     return line + ("  solved" if info.get("solved") else "")
+
+
+def loss_unit(task: str) -> str:
+    """The task's declared loss unit (char-lm: "nats/char"); "" where it declares none."""
+    from .tasks import TASKS, _task_class
+
+    try:
+        return getattr(_task_class(task), "loss_unit", "") if task in TASKS else ""
+    except ImportError:
+        return ""
+
+
+def _bits_unit(unit: str) -> str:
+    """ "nats/char" -> "bits/char": a loss in nats is also shown in bits; "" otherwise."""
+    return "bits/" + unit.partition("/")[2] if unit.startswith("nats/") else ""
 
 
 def _fmt(v, spec=".4g"):
@@ -112,11 +134,21 @@ def _outcome(r: dict) -> str:
         state += f" (solved = {rule})"
     se, n = r.get("eval_loss_se"), r.get("eval_sequences")
     spread = f" ± {_fmt(se, '.2g')} (SE over {n} sequences)" if n and se is not None else ""
+    unit = loss_unit(r["task"])
+    u = f" {unit}" if unit else ""
     line = (
-        f"{state}: eval loss {_fmt(r['final_loss'])}{spread} vs memoryless baseline "
-        f"{_fmt(r['baseline_loss'])} ({_fmt(ratio, '.3f')}x)"
+        f"{state}: eval loss {_fmt(r['final_loss'])}{u}{spread} vs memoryless baseline "
+        f"{_fmt(r['baseline_loss'])}{u} ({_fmt(ratio, '.3f')}x)"
     )
     metrics = r.get("metrics") or {}
+    bits = _bits_unit(unit)
+    if bits:  # the same two numbers in bits, and as perplexities (e^nats)
+        ln2, loss, base = math.log(2), r["final_loss"], r["baseline_loss"]
+        line += (
+            f"; in bits {_fmt(loss / ln2)} vs {_fmt(base / ln2)} {bits}, "
+            f"perplexity {_fmt(math.exp(loss))} vs {_fmt(math.exp(base))}"
+        )
+        metrics = {k: v for k, v in metrics.items() if k != "bpc"} if metrics else metrics
     if isinstance(metrics, dict) and metrics:
         line += "  " + "  ".join(f"{k} {_fmt(v)}" for k, v in metrics.items())
         if "nrmse" in metrics:

@@ -3,6 +3,15 @@
 Every task, model, backend and clipping mode goes through ``run``; the only fork is a model
 declared ``fitted`` (the echo-state network), whose "training" is a closed-form readout fit
 (seqbench.esn_fit).
+
+What a task may declare beyond seqbench.tasks.base.Task, read here and nowhere else:
+    batch.continues          True: this batch continues the streams of the previous batch of
+                             its split; the loop starts it from that batch's final state (no
+                             gradient crosses over). Absent or False: from zeros.
+    task.held_out_batches(B) the complete held-out split as batches, for every evaluation, in
+                             place of eval_batch_count random test batches.
+    task.weight_file_extras() arrays to save beside the trained weights; a task declaring it
+                             has its runs' weights written (results.write_weights).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ class RunResult:
     record: dict  # one row of the runs table
     history: list = field(default_factory=list)  # per-step dicts
     profiles: list = field(default_factory=list)  # (step, layer_dir, t, dh_norm) rows
+    weights: dict | None = None  # state_dict names + head.*, where the task keeps weights
 
 
 # ---------------------------------------------------------------- output head
@@ -121,6 +131,7 @@ class Trainer:
         self.optimizer = make_optimizer(cfg.optimizer, self.params, cfg.lr)
         self.clip = parse_clip(cfg.clip)
         self._probe = None
+        self._state = None  # final state of the last training batch (batch.continues)
 
     @property
     def probe(self):
@@ -136,12 +147,13 @@ class Trainer:
 
     # -- one pass
 
-    def _forward(self, x):
-        """Full BPTT: one tape. Truncated: chunks of tbptt steps, state carried, not its grad."""
+    def _forward(self, x, state=None):
+        """Full BPTT: one tape. Truncated: chunks of tbptt steps, state carried, not its grad.
+        ``state``: the initial state (None: zeros); the final one is ``tapes[-1][1].state_n``."""
         if self.cfg.tbptt is None:
-            y, tape = self.model.forward(x)
+            y, tape = self.model.forward(x, state)
             return y, [(slice(None), tape)]
-        tapes, outs, state = [], [], None
+        tapes, outs = [], []
         for start in range(0, x.shape[1], self.cfg.tbptt):
             sl = slice(start, start + self.cfg.tbptt)
             y, tape = self.model.forward(x[:, sl], state)
@@ -166,7 +178,8 @@ class Trainer:
 
     def _loss_and_grads(self, batch):
         x = batch.x.astype(self.dtype)
-        y, tapes = self._forward(x)
+        y, tapes = self._forward(x, _carried(batch, self._state))
+        self._state = tapes[-1][1].state_n
         out = self.head.forward(y)
         loss, dout = self.task.loss(out, batch.y)
         head_grads, dy = self.head.backward(y, dout.astype(self.dtype, copy=False))
@@ -174,11 +187,19 @@ class Trainer:
         grads.update(head_grads)
         return loss, grads, dh_norms
 
-    def evaluate(self) -> Evaluation:
-        losses, metrics, per_sequence = [], [], []
+    def _eval_batches(self):
+        whole = getattr(self.task, "held_out_batches", None)
+        if whole is not None:
+            yield from whole(self.cfg.batch_size)
+            return
         for _ in range(eval_batch_count(self.cfg)):
-            batch = self.task.generate(self.eval_rng, self.cfg.batch_size, split="test")
-            y, _ = self._forward(batch.x.astype(self.dtype))
+            yield self.task.generate(self.eval_rng, self.cfg.batch_size, split="test")
+
+    def evaluate(self) -> Evaluation:
+        losses, metrics, per_sequence, state = [], [], [], None
+        for batch in self._eval_batches():
+            y, tapes = self._forward(batch.x.astype(self.dtype), _carried(batch, state))
+            state = tapes[-1][1].state_n
             out = self.head.forward(y)
             losses.append(self.task.loss(out, batch.y)[0])
             metrics.append(self.task.metrics(out, batch.y))
@@ -188,6 +209,20 @@ class Trainer:
         n = len(per_sequence)
         se = float(np.std(per_sequence, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
         return Evaluation(float(np.mean(losses)), mean, se, n)
+
+    def weights(self) -> dict | None:
+        """The model's state_dict, the head's (head.weight, head.bias) and the task's extras,
+        for a task that keeps its weights (weight_file_extras); None otherwise."""
+        extras = getattr(self.task, "weight_file_extras", None)
+        if extras is None:
+            return None
+        head = {k: v.copy() for k, v in self.head.params.items()}
+        return {**self.model.state_dict(), **head, **extras()}
+
+
+def _carried(batch, state):
+    """The initial state of ``batch``: the previous batch's final one where it continues."""
+    return state if getattr(batch, "continues", False) else None
 
 
 # ---------------------------------------------------------------- the loop
@@ -294,6 +329,8 @@ def run(cfg: RunConfig, progress=None) -> RunResult:
         "parameters": tr.model.parameters,
         **_record_columns(init, latest),
     }
+    if status == "finished":
+        res.weights = tr.weights()
     return res
 
 
@@ -383,6 +420,7 @@ def run_and_save(cfg: RunConfig, out="results", progress=None) -> dict:
     import pandas as pd
 
     from . import results
+    from .results.storage import write_weights
 
     cfg = cfg.validated()
     results.check_writable(out)
@@ -399,5 +437,7 @@ def run_and_save(cfg: RunConfig, out="results", progress=None) -> dict:
         if res.profiles
         else None
     )
+    if res.weights is not None:  # before the runs file, whose rename marks the run complete
+        write_weights(out, record["run_id"], res.weights)
     results.write_run(out, record, hist, prof)
     return record

@@ -91,6 +91,42 @@ def write_run(out, record: Mapping, history=None, profiles=None) -> Path:
     return out / schema.RUNS / f"{rid}.parquet"
 
 
+WEIGHTS = "weights"  # out/weights/<run_id>.npz: a trained run's state_dict, where kept
+
+
+def weights_path(out, rid: str) -> Path:
+    return Path(out) / WEIGHTS / f"{rid}.npz"
+
+
+def write_weights(out, rid: str, arrays: Mapping) -> Path:
+    """``arrays`` (state_dict names -> arrays) as an uncompressed .npz under out/weights/,
+    atomically: loadable with ``np.load(path)`` (no pickles) into ``load_state_dict``."""
+    final = weights_path(out, rid)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{rid}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+            os.chmod(tmp, _FILE_MODE)
+            os.replace(tmp, final)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    except OSError as e:
+        raise _unwritable(Path(out), e) from e
+    return final
+
+
+def read_weights(out, rid: str) -> dict | None:
+    """The arrays of out/weights/<run_id>.npz, or None where the run kept none."""
+    path = weights_path(out, rid)
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
 def _write_table(table: pa.Table, path) -> None:
     pq.write_table(table, path)
 

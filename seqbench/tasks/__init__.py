@@ -17,6 +17,7 @@ TASKS = {
     "mackey-glass": "seqbench.tasks.mackey_glass",
     "narma10": "seqbench.tasks.narma",
     "memory-capacity": "seqbench.tasks.memory_capacity",
+    "char-lm": "seqbench.tasks.char_lm",
 }
 
 __all__ = ["TASKS", "Task", "Batch", "make_task", "available_tasks", "task_options"]
