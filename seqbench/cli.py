@@ -196,6 +196,7 @@ PLUGINS = {
     "sweep": ("seqbench.sweep.cli", "run a suite of configs, resumable, locally or on Dask"),
     "report": ("seqbench.report.cli", "HTML report with plots of recorded runs"),
     "reproduce": ("seqbench.reproduce.cli", "rerun a published result: runs, claims, figure"),
+    "sample": ("seqbench.sampling", "print text from a trained char-lm run"),
 }
 
 
