@@ -41,7 +41,7 @@ import numba
 import numpy as np
 from numba import cuda
 
-from .. import _math, config
+from .. import config
 
 SIMULATOR = bool(numba.config.ENABLE_CUDASIM)
 
@@ -82,22 +82,47 @@ if not SIMULATOR:
     _quiet_small_grids()
 
 
-# ---------------------------------------------------------------- scalar math, from _math.py
+# ---------------------------------------------------------------- scalar math
 
 
-def _device(f):
-    """The CPU helper's Python source compiled as a CUDA device function: one definition.
-    Its float literals (1.0) make float32 gate math run in float64 on the GPU: exact, but
-    slower; ``type(z)(1.0)`` in _math would keep float32 (numba.cuda compiles it to f32)."""
-    return cuda.jit(device=True)(getattr(f, "py_func", f))
+# Device twins of _math.py's exact functions (same formulas, derivatives from the saved
+# output), with every constant in the argument's own type: _math's float literals (1.0)
+# would turn float32 gate math into float64 on the GPU (exact, but float64 runs at a small
+# fraction of float32's rate on most GPUs). math.exp / math.tanh of a float32 are libdevice's
+# float32 functions. tests/test_ptx.py checks that no float32 kernel has an f64 instruction.
 
 
-sigmoid = _device(_math.sigmoid)
-dsigmoid_from_output = _device(_math.dsigmoid_from_output)
-tanh_ = _device(_math.tanh_)
-dtanh_from_output = _device(_math.dtanh_from_output)
-relu = _device(_math.relu)
-drelu_from_output = _device(_math.drelu_from_output)
+@cuda.jit(device=True)
+def sigmoid(z):
+    one = type(z)(1.0)
+    return one / (one + math.exp(-z))
+
+
+@cuda.jit(device=True)
+def dsigmoid_from_output(s):  # d/dz sigmoid(z) = s (1 - s)
+    return s * (type(s)(1.0) - s)
+
+
+@cuda.jit(device=True)
+def tanh_(z):
+    return math.tanh(z)
+
+
+@cuda.jit(device=True)
+def dtanh_from_output(s):  # d/dz tanh(z) = 1 - s^2
+    return type(s)(1.0) - s * s
+
+
+@cuda.jit(device=True)
+def relu(z):
+    zero = type(z)(0.0)
+    return z if z > zero else zero * z
+
+
+@cuda.jit(device=True)
+def drelu_from_output(s):  # d/dz relu(z) = [z > 0] = [s > 0]
+    zero = type(s)(0.0)
+    return type(s)(1.0) if s > zero else zero
 
 
 # ---------------------------------------------------------------- host arrays in and out
@@ -288,23 +313,32 @@ def block_squares(sqs, sq_part, t, blk, per_block, batch, units, zero):
         sq_part[t, blk, b] = acc
 
 
-@cuda.jit
-def _norms_kernel(sq_part, dh_norms):
-    t = cuda.grid(1)
-    if t < sq_part.shape[0]:
-        total = sq_part[t, 0, 0] * 0
-        for b in range(sq_part.shape[2]):
-            sq = sq_part[t, 0, b] * 0
-            for blk in range(sq_part.shape[1]):
-                sq += sq_part[t, blk, b]
-            total += math.sqrt(sq)
-        dh_norms[t] = total / sq_part.shape[2]
+@functools.cache
+def _norms_kernel(dtype: np.dtype):
+    """The kernel of ``finish_norms`` for one dtype: its zero and the batch size as a divisor
+    in that dtype (an integer divisor would make float32 divide in float64)."""
+    zero, cast = dtype.type(0), dtype.type
+
+    @cuda.jit
+    def norms(sq_part, dh_norms):
+        t = cuda.grid(1)
+        if t < sq_part.shape[0]:
+            total = zero
+            for b in range(sq_part.shape[2]):
+                sq = zero
+                for blk in range(sq_part.shape[1]):
+                    sq += sq_part[t, blk, b]
+                total += math.sqrt(sq)
+            dh_norms[t] = total / cast(sq_part.shape[2])
+
+    return norms
 
 
 def finish_norms(sq_part, dh_norms):
     """dh_norms[t] = mean over b of sqrt(sum over blocks of sq_part[t, blk, b])."""
     tpb = config.THREADS_PER_BLOCK
-    _norms_kernel[_ceil(sq_part.shape[0], tpb), tpb](sq_part, dh_norms)
+    kernel = _norms_kernel(np.dtype(sq_part.dtype))
+    kernel[_ceil(sq_part.shape[0], tpb), tpb](sq_part, dh_norms)
 
 
 # ---------------------------------------------------------------- GEMM and column sums

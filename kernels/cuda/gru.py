@@ -39,7 +39,7 @@ def _gates(t, b, j, sums, h_prev, args):
     gates[t, b, H + j] = z
     gates[t, b, 2 * H + j] = n
     gates[t, b, 3 * H + j] = hn
-    h_seq[t, b, j] = (1.0 - z) * n + z * h_prev[b, j]
+    h_seq[t, b, j] = (type(z)(1.0) - z) * n + z * h_prev[b, j]
 
 
 @cuda.jit(device=True)
@@ -65,7 +65,7 @@ def _grad(t, b, j, gh, args):
     z = gates[t, b, H + j]
     n = gates[t, b, 2 * H + j]
     hn = gates[t, b, 3 * H + j]
-    dn = gh * (1.0 - z) * dtanh_from_output(n)
+    dn = gh * (type(z)(1.0) - z) * dtanh_from_output(n)
     dz = gh * (h_prev - n) * dsigmoid_from_output(z)
     dr = dn * hn * dsigmoid_from_output(r)
     dx_proj[t, b, j] = dr
