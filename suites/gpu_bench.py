@@ -1,4 +1,4 @@
-"""seqbench's CUDA kernels against torch's cuDNN RNNs on the same weights (needs a GPU).
+"""seqbench's CUDA backend against torch's cuDNN RNNs on the same weights (needs a GPU).
 
     python suites/gpu_bench.py                # lstm, gru, elman; float32
     python suites/gpu_bench.py --cells lstm --repeat 20 --input-size 256
@@ -6,95 +6,191 @@
 Two workloads (issue 7's targets):
     train   B=64, T=1000, H=256: forward + BPTT of a summed loss (dy = 1)
     infer   B=1,  T=1000, H=256: forward only
-Each is timed three ways, medians of --repeat runs after a warm-up (compile) run:
-    cudnn    torch.nn.{LSTM,GRU,RNN} on the GPU, tensors resident, torch.cuda.synchronize()
-    kernels  seqbench's device path with every array resident: input-projection GEMM, the
-             recurrence kernel(s), and for train the backward kernel plus the weight and
-             input gradient GEMMs (what the cuda backend runs, without host copies)
-    model    seqbench's model API, backend="cuda": host arrays in and out (adds the copies)
-The ratio printed is seqbench / cuDNN (below 1: seqbench faster). Not run in CI.
+Each is timed both ways, after a warm-up (compile) run of each, the two alternated
+(A B A B ...) for --repeat rounds, medians reported:
+    seqbench  the model API, backend="cuda": host arrays in and out, so the times include
+              the copies of x and y (train: dy up, every gradient down) that the backend's
+              contract entails
+    cudnn     torch.nn.{LSTM,GRU,RNN} on the GPU, tensors resident, torch.cuda.synchronize()
+ratio = seqbench_ms / cudnn_ms (below 1: seqbench faster). max_abs_diff: the largest
+|y_seqbench - y_torch| of one forward on the same input.
+
+The table goes to results/gpu/<gpu-name-slug>-<YYYY-MM-DD>.csv (UTC date; --out for another
+folder), written atomically; a second run on the same day replaces it. Not run in CI.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
+import datetime
+import os
+import re
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
-CELLS = {"lstm": ("LSTM", 4), "gru": ("GRU", 3), "elman": ("RNN", 1)}
+CELLS = {"lstm": "LSTM", "gru": "GRU", "elman": "RNN"}  # seqbench cell -> torch.nn module
 WORKLOADS = {"train": 64, "infer": 1}  # batch size; T and H from the command line
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "gpu"
+
+# a row as measured, then the ratio, then the environment (the same on every row)
+MEASURED = (
+    "cell",
+    "work",
+    "batch",
+    "seq_len",
+    "hidden",
+    "input_size",
+    "dtype",
+    "path",
+    "seqbench_ms",
+    "cudnn_ms",
+    "max_abs_diff",
+)
+ENVIRONMENT = ("device", "torch", "cudnn", "numba_cuda")
+COLUMNS = (*MEASURED[:-1], "ratio", MEASURED[-1], *ENVIRONMENT)
 
 
-def _median_ms(fn, repeat, sync):
-    fn()  # warm-up: compiles, allocates
-    sync()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
+# ---------------------------------------------------------------- the table
+
+
+def slug(name: str) -> str:
+    """'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3'."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "gpu"
+
+
+def table_path(device: str, day: datetime.date, out=RESULTS) -> Path:
+    return Path(out) / f"{slug(device)}-{day.isoformat()}.csv"
+
+
+def write_table(rows, environment, out=RESULTS, day=None) -> Path:
+    """The measured ``rows`` (dicts with MEASURED's keys) as one CSV of COLUMNS: ratio =
+    seqbench_ms / cudnn_ms, ``environment`` (ENVIRONMENT's keys) on every row. Written to a
+    temporary file beside the target and renamed over it, so a reader never sees half a
+    table. ``day``: the date in the name (default: today, UTC). Returns the path."""
+    rows = list(rows)
+    if not rows:
+        raise ValueError("no rows measured; nothing written")
+    missing = [k for k in ENVIRONMENT if k not in environment]
+    if missing:
+        raise ValueError(f"environment lacks {', '.join(missing)}")
+    records = []
+    for row in rows:
+        missing = [k for k in MEASURED if k not in row]
+        if missing:
+            raise ValueError(f"row {row!r} lacks {', '.join(missing)}")
+        ratio = row["seqbench_ms"] / row["cudnn_ms"]
+        records.append({**{k: row[k] for k in MEASURED}, "ratio": ratio, **environment})
+    day = day or datetime.datetime.now(datetime.timezone.utc).date()
+    path = table_path(environment["device"], day, out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(records)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the table from other users
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return path
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def _alternated_ms(a, b, repeat, sync_a, sync_b):
+    """Median milliseconds of a() and of b(), warm-up first, then A B A B ..."""
+    for fn, sync in ((a, sync_a), (b, sync_b)):
+        fn()  # compiles, allocates
         sync()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+    times = ([], [])
+    for _ in range(repeat):
+        for fn, sync, out in ((a, sync_a, times[0]), (b, sync_b, times[1])):
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            out.append(time.perf_counter() - t0)
+    return tuple(1e3 * statistics.median(t) for t in times)
 
 
-def _torch_module(torch, cell, model):
-    name, _ = CELLS[cell]
-    rnn = getattr(torch.nn, name)(model.input_size, model.hidden_size, batch_first=True)
-    sd = {k: torch.from_numpy(np.asarray(v)) for k, v in model.state_dict().items()}
-    rnn.load_state_dict(sd)
-    return rnn.cuda()
+def _torch_module(torch, cell, model, dtype):
+    rnn = getattr(torch.nn, CELLS[cell])(model.input_size, model.hidden_size, batch_first=True)
+    rnn.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in model.state_dict().items()})
+    return rnn.to(device="cuda", dtype=dtype)
 
 
-def _device_step(cell, model, x_d, train):
-    """seqbench's device path for one layer, every array resident; returns a closure."""
+def measure(torch, cell, work, args):
+    """One row of the table: ``cell`` on workload ``work``, both sides."""
     from numba import cuda
-    from seqbench.kernels.cuda import elman, gru, lstm
+    from seqbench.kernels.cuda import _plan
 
-    from seqbench.backends import cuda_gpu as be
+    import seqbench as sb
 
-    p = model._unit_params("_l0")
-    T, B, _ = x_d.shape
-    H = model.hidden_size
-    G = CELLS[cell][1] * H
-    dt = x_d.dtype
-    w_t, w = be.weights(p["weight_hh"], True), be.weights(p["weight_hh"])
-    b_hh = be.weights(p["bias_hh"])
-    zeros = cuda.to_device(np.zeros((B, H), dtype=dt))
-    dout = cuda.to_device(np.ones((T, B, H), dtype=dt))
-    ex = cuda.device_array  # allocation is part of what the backend does per call
+    B, T, H = WORKLOADS[work], args.length, args.hidden_size
+    train = work == "train"
+    model = sb.build_model(cell, args.input_size, H, dtype=args.dtype, backend="cuda")
+    rnn = _torch_module(torch, cell, model, getattr(torch, args.dtype))
+    x = np.random.default_rng(0).standard_normal((B, T, args.input_size)).astype(args.dtype)
+    xt = torch.from_numpy(x).cuda()
 
-    def step():
-        x_proj = be._project(x_d, p)
-        h_seq = ex((T, B, H), dt)
-        if cell == "lstm":
-            gates, c_seq = ex((T, B, G), dt), ex((T, B, H), dt)
-            lstm.lstm_forward(x_proj, w_t, b_hh, zeros, zeros, gates, c_seq, h_seq)
-        elif cell == "gru":
-            gates = ex((T, B, 4 * H), dt)
-            gru.gru_forward(x_proj, w_t, b_hh, zeros, gates, h_seq)
+    def seqbench():
+        y, tape = model.forward(x)
+        if train:
+            model.backward(tape, np.ones_like(y))
+
+    def cudnn():
+        if train:
+            y, _ = rnn(xt.detach().requires_grad_())
+            y.sum().backward()
         else:
-            elman.elman_forward(x_proj, w_t, b_hh, zeros, False, h_seq)
-        if not train:
-            return
-        dh0, norms = ex((B, H), dt), ex((T,), dt)
-        if cell == "lstm":
-            dpre, dc0 = ex((T, B, G), dt), ex((B, H), dt)
-            lstm.lstm_backward(dout, zeros, zeros, gates, c_seq, zeros, w, dpre, dh0, dc0, norms)
-            dx_proj = dh_proj = dpre
-        elif cell == "gru":
-            dx_proj, dh_proj = ex((T, B, G), dt), ex((T, B, G), dt)
-            gru.gru_backward(dout, zeros, gates, h_seq, zeros, w, dx_proj, dh_proj, dh0, norms)
-        else:
-            dx_proj = dh_proj = ex((T, B, H), dt)
-            elman.elman_backward(dout, zeros, h_seq, w, False, dx_proj, dh0, norms)
-        be._input_grads(dx_proj, x_d, p)
-        be._prev_wgrad(dh_proj, h_seq, zeros)
-        be._colsum(dh_proj)
+            with torch.no_grad():
+                rnn(xt)
 
-    return step
+    t_seqbench, t_cudnn = _alternated_ms(
+        seqbench, cudnn, args.repeat, cuda.synchronize, torch.cuda.synchronize
+    )
+    plan = _plan.last_plan  # of the last recurrence launched
+    with torch.no_grad():
+        want = rnn(xt)[0].cpu().numpy()
+    return {
+        "cell": cell,
+        "work": work,
+        "batch": B,
+        "seq_len": T,
+        "hidden": H,
+        "input_size": args.input_size,
+        "dtype": args.dtype,
+        "path": "persistent" if plan.persistent else "per-step",
+        "seqbench_ms": t_seqbench,
+        "cudnn_ms": t_cudnn,
+        "max_abs_diff": float(np.max(np.abs(model.forward(x)[0] - want))),
+    }
+
+
+def environment(torch) -> dict:
+    from importlib import metadata
+
+    import numba
+
+    try:
+        numba_cuda = f"numba-cuda {metadata.version('numba-cuda')}"
+    except metadata.PackageNotFoundError:
+        numba_cuda = f"numba {numba.__version__} (built-in CUDA target)"
+    return {
+        "device": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "cudnn": str(torch.backends.cudnn.version()),
+        "numba_cuda": numba_cuda,
+    }
 
 
 def main(argv=None):
@@ -106,6 +202,7 @@ def main(argv=None):
     ap.add_argument("--length", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--out", type=Path, default=RESULTS, help="folder of the CSV table")
     args = ap.parse_args(argv)
 
     try:
@@ -118,9 +215,6 @@ def main(argv=None):
         )
         return 2
     from numba import cuda
-    from seqbench.kernels.cuda import _plan
-
-    import seqbench as sb
 
     if not torch.cuda.is_available() or not cuda.is_available():
         print(
@@ -129,58 +223,25 @@ def main(argv=None):
             file=sys.stderr,
         )
         return 2
-    dev = cuda.get_current_device()
-    name = dev.name.decode() if isinstance(dev.name, bytes) else dev.name
-    print(
-        f"GPU: {name} (numba), {torch.cuda.get_device_name()} (torch {torch.__version__}, "
-        f"cuDNN {torch.backends.cudnn.version()}), {dev.MULTIPROCESSOR_COUNT} SMs"
-    )
+    env = environment(torch)
+    print(", ".join(f"{k} {v}" for k, v in env.items()))
     torch.backends.cudnn.benchmark = True
-    tdtype = getattr(torch, args.dtype)
     print(
         f"{'cell':6s} {'work':6s} {'B':>3s} {'T':>5s} {'H':>4s} {'path':11s} "
-        f"{'cudnn ms':>9s} {'kernels ms':>10s} {'ratio':>6s} {'model ms':>9s} {'ratio':>6s} "
-        f"{'max|dy|':>8s}"
+        f"{'seqbench ms':>11s} {'cudnn ms':>9s} {'ratio':>6s} {'max|dy|':>8s}"
     )
+    rows = []
     for cell in args.cells:
         for work in args.workloads:
-            B, T, H = WORKLOADS[work], args.length, args.hidden_size
-            train = work == "train"
-            model = sb.build_model(cell, args.input_size, H, dtype=args.dtype, backend="cuda")
-            rnn = _torch_module(torch, cell, model).to(tdtype)
-            x = np.random.default_rng(0).standard_normal((B, T, args.input_size))
-            x = x.astype(args.dtype)
-            xt = torch.from_numpy(x).cuda()
-
-            def cudnn(xt=xt, rnn=rnn, train=train):
-                if train:
-                    xg = xt.detach().requires_grad_()
-                    y, _ = rnn(xg)
-                    y.sum().backward()
-                else:
-                    with torch.no_grad():
-                        rnn(xt)
-
-            def api(model=model, x=x, train=train):
-                y, tape = model.forward(x)
-                if train:
-                    model.backward(tape, np.ones_like(y))
-
-            x_d = cuda.to_device(np.ascontiguousarray(x.transpose(1, 0, 2)))
-            device_step = _device_step(cell, model, x_d, train)
-            t_cudnn = _median_ms(cudnn, args.repeat, torch.cuda.synchronize)
-            t_kernels = _median_ms(device_step, args.repeat, cuda.synchronize)
-            plan = _plan.last_plan  # of the last recurrence launched
-            path = "persistent" if plan.persistent else "per-step"
-            t_model = _median_ms(api, max(1, args.repeat // 2), cuda.synchronize)
-            with torch.no_grad():
-                want = rnn(xt)[0].cpu().numpy()
-            diff = float(np.max(np.abs(model.forward(x)[0] - want)))
+            r = measure(torch, cell, work, args)
+            rows.append(r)
             print(
-                f"{cell:6s} {work:6s} {B:3d} {T:5d} {H:4d} {path:11s} {t_cudnn:9.2f} "
-                f"{t_kernels:10.2f} {t_kernels / t_cudnn:6.2f} {t_model:9.2f} "
-                f"{t_model / t_cudnn:6.2f} {diff:8.1e}"
+                f"{cell:6s} {work:6s} {r['batch']:3d} {r['seq_len']:5d} {r['hidden']:4d} "
+                f"{r['path']:11s} {r['seqbench_ms']:11.2f} {r['cudnn_ms']:9.2f} "
+                f"{r['seqbench_ms'] / r['cudnn_ms']:6.2f} {r['max_abs_diff']:8.1e}"
             )
+    print(f"table: {write_table(rows, env, args.out)}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -91,3 +91,98 @@ def test_cuda_backend_without_a_gpu_says_so():
     assert "\n" not in message
     assert message.startswith("backend 'cuda' needs an NVIDIA GPU with a CUDA driver")
     assert "backend='numba'" in message
+
+
+# ---------------------------------------------------------------- suites/gpu_bench.py's table
+
+
+def _gpu_bench():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_bench", ROOT / "suites" / "gpu_bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ENV = {
+    "device": "NVIDIA H100 80GB HBM3",
+    "torch": "2.13.0+cu130",
+    "cudnn": "91400",
+    "numba_cuda": "numba 0.68.1 (built-in CUDA target)",
+}
+
+
+def _row(cell, work, seqbench_ms, cudnn_ms):
+    batch = 64 if work == "train" else 1
+    return dict(
+        cell=cell,
+        work=work,
+        batch=batch,
+        seq_len=1000,
+        hidden=256,
+        input_size=64,
+        dtype="float32",
+        path="persistent",
+        seqbench_ms=seqbench_ms,
+        cudnn_ms=cudnn_ms,
+        max_abs_diff=3.5e-7,
+    )
+
+
+def test_gpu_bench_writes_its_table(tmp_path):
+    import csv
+    import datetime
+
+    bench = _gpu_bench()
+    rows = [_row("lstm", "train", 30.0, 12.0), _row("gru", "infer", 4.5, 9.0)]
+    path = bench.write_table(rows, ENV, tmp_path, day=datetime.date(2026, 12, 7))
+    assert path == tmp_path / "nvidia-h100-80gb-hbm3-2026-12-07.csv"
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        got = list(reader)
+    assert tuple(reader.fieldnames) == bench.COLUMNS
+    for name in ("cell", "work", "batch", "seq_len", "hidden", "seqbench_ms", "cudnn_ms"):
+        assert name in bench.COLUMNS
+    for name in ("ratio", "max_abs_diff", "device", "torch", "cudnn", "numba_cuda"):
+        assert name in bench.COLUMNS
+    assert [r["cell"] for r in got] == ["lstm", "gru"]
+    assert [r["work"] for r in got] == ["train", "infer"]
+    assert [float(r["ratio"]) for r in got] == [2.5, 0.5]  # seqbench_ms / cudnn_ms
+    assert [int(r["batch"]) for r in got] == [64, 1]
+    assert float(got[1]["seqbench_ms"]) == 4.5 and float(got[1]["max_abs_diff"]) == 3.5e-7
+    assert all({k: r[k] for k in ENV} == ENV for r in got)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temp file left
+
+
+def test_gpu_bench_table_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    bench = _gpu_bench()
+    path = bench.write_table([_row("lstm", "train", 30.0, 12.0)], ENV, tmp_path)
+    before = path.read_text()
+    with pytest.raises(ValueError, match="lacks seqbench_ms"):
+        bad = _row("gru", "train", 1.0, 1.0)
+        del bad["seqbench_ms"]
+        bench.write_table([_row("elman", "infer", 1.0, 2.0), bad], ENV, tmp_path)
+    with pytest.raises(ValueError, match="no rows"):
+        bench.write_table([], ENV, tmp_path)
+    with pytest.raises(ValueError, match="environment lacks cudnn"):
+        no_cudnn = {k: v for k, v in ENV.items() if k != "cudnn"}
+        bench.write_table([_row("elman", "infer", 1.0, 2.0)], no_cudnn, tmp_path)
+    assert path.read_text() == before
+
+    def no_rename(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(bench.os, "replace", no_rename)
+    with pytest.raises(OSError, match="disk full"):
+        bench.write_table([_row("elman", "infer", 1.0, 2.0)], ENV, tmp_path)
+    assert path.read_text() == before  # the old table, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # temp file removed
+    monkeypatch.undo()
+    bench.write_table([_row("elman", "infer", 1.0, 2.0)], ENV, tmp_path)  # same day: replaced
+    assert "elman" in path.read_text() and "lstm" not in path.read_text()
+
+
+def test_gpu_bench_uses_no_private_helper_of_the_backend():
+    source = (ROOT / "suites" / "gpu_bench.py").read_text()
+    assert "cuda_gpu" not in source  # the model API only, not the backend's internals
