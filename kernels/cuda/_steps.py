@@ -2,7 +2,8 @@
 what is its own: where its operands are, and its math per (batch row, unit). Both build the
 device function ``step(t, blk, w, w0, kp, S, ks, args, red, zero)`` of _launch.py's contract
 and return it as a ``_launch.Phase``. numba inlines the cell's functions into the step, and
-the step into the kernel: the PTX is the one the hand-written steps compiled to.
+the step into the kernel: the PTX holds the instructions the hand-written steps compiled
+to (compared at cc 9.0 when these replaced them; some come in another order).
 
 ``dot_phase(gates, operands, finish)``: for each (batch row b, unit j) of the block, the
 ``gates`` dot products of vec[b, :K] with unit j's weight columns, summed over the thread
