@@ -6,7 +6,9 @@ the forward pass saves, so backward never re-evaluates a transcendental for a ga
 Two families:
 
 - ``sigmoid``, ``tanh_``, ``relu`` and their derivatives: the exact functions (libm), plain
-  Python that the CUDA kernels compile as device functions too. Used for float64.
+  Python. Used for float64 on the CPU. (The CUDA kernels have their own device twins in
+  kernels/cuda/_common.py, with constants in the argument's type, so that float32 kernels
+  compile to no float64 instruction; tests/test_ptx.py checks it.)
 - ``*_kernel``: what the CPU kernels call. They keep the argument's dtype (no float64
   promotion from Python literals) and, for float32, use the approximations below, which LLVM
   can vectorise (numba has no SVML here, so a libm call per element would stay scalar).
