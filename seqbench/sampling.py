@@ -164,10 +164,11 @@ def main(a) -> int:
     check_sampling(a.temperature, a.length, a.seed)
     check_backend(a.backend)
     sampler = load(a.run_id, a.out, a.backend)
-    text = sampler.sample(a.prime, a.temperature, a.length, a.seed)
+    sampler.encode_prime(a.prime or "")  # a bad prime: refused before anything is printed
     r = sampler.record
     print(f"run {a.run_id}: {r['task']} {r['model']} H={r['hidden_size']} x{r['num_layers']}, "
           f"{a.length} characters at temperature {a.temperature:g}, seed {a.seed} "
-          f"({a.backend}, float64)", file=sys.stderr)  # fmt: skip
+          f"({a.backend}, float64)", file=sys.stderr, flush=True)  # fmt: skip
+    text = sampler.sample(a.prime, a.temperature, a.length, a.seed)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
