@@ -64,12 +64,28 @@ def test_suite_has_benchmark_modules():
     assert {"bench_kernels", "bench_training"} <= names
 
 
-def test_asv_conf_points_at_the_suite():
+def _asv_conf():
     text = (ROOT / "asv.conf.json").read_text()
-    conf = json.loads(re.sub(r"^\s*//.*$", "", text, flags=re.M))  # asv allows // comments
+    return json.loads(re.sub(r"^\s*//.*$", "", text, flags=re.M))  # asv allows // comments
+
+
+def test_asv_conf_points_at_the_suite():
+    conf = _asv_conf()
     assert conf["benchmark_dir"] == "suites/asv" and conf["repo"] == "."
-    for key in ("env_dir", "results_dir", "html_dir"):
+    for key in ("env_dir", "html_dir"):  # built environments and html stay out of git
         assert conf[key].startswith(".asv/")
+
+
+def test_asv_builds_commits_and_keeps_their_results():
+    """asv builds each commit into a virtualenv (``asv continuous main HEAD``, ``asv run
+    A..B``); the results JSON goes to results/asv/, which .gitignore lets through."""
+    conf = _asv_conf()
+    assert conf["environment_type"] == "virtualenv"
+    # only torch 2.13.0 installs here: a bare "torch" would pick another release elsewhere
+    assert conf["matrix"]["req"]["torch"] == ["2.13.0"]
+    assert conf["results_dir"] == "results/asv"
+    ignore = (ROOT / ".gitignore").read_text().splitlines()
+    assert "!results/asv/" in ignore
 
 
 @pytest.mark.parametrize(
