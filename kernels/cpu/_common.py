@@ -1,15 +1,15 @@
 """What every CPU kernel shares: the recurrent product and the split of a batch into rows.
 
 Batch rows are independent through the whole recurrence. Each cell module has, besides its
-public ``<cell>_forward`` / ``<cell>_backward`` (the whole batch on the calling thread), the
-same recurrence for a block of rows, ``<cell>_forward_rows`` / ``<cell>_backward_rows``
-(arguments: the kernel's arrays, scratch, then ``lo, hi, blas``). They release the GIL, so
-seqbench.backends.cpu_runtime runs one block per thread, each through all T steps: no thread
-waits for another inside the time loop, and no OpenMP runtime is involved. The ``_rows``
-variants also take the input unprojected (x batch-first and W_ih^T, projected step by step:
-no x_proj round trip through memory for a small input), write a batch-first copy of the
-output, read dL/dy batch-first and sum the bias gradient, which saves the backend four
-passes over (T, B, .) arrays.
+public ``<cell>_forward`` / ``<cell>_backward`` (the whole batch on the calling thread, set up
+by _batch.py), the same recurrence for a block of rows, ``<cell>_forward_rows`` /
+``<cell>_backward_rows`` (arguments: the kernel's arrays, scratch, then ``lo, hi, blas``). They
+release the GIL, so seqbench.backends.cpu_runtime runs one block per thread, each through all
+T steps: no thread waits for another inside the time loop, and no OpenMP runtime is involved.
+The ``_rows`` variants also take the input unprojected (x batch-first and W_ih^T, projected
+step by step: no x_proj round trip through memory for a small input), write a batch-first
+copy of the output, read dL/dy batch-first and sum the bias gradient, which saves the backend
+four passes over (T, B, .) arrays.
 
 The recurrent product of a block is a register-tiled matmul (_simd.py: 8 rows x 2 vectors
 of accumulators held in registers, no call overhead) or, when ``blas``, one BLAS call per
@@ -228,14 +228,3 @@ def accumulate(rows, out):  # out (float64) += sum of the rows of rows: (n, G)
         r = rows[i]
         for j in range(out.shape[0]):
             out[j] += r[j]
-
-
-@njit(**_JIT)
-def finish_norms(part, B, dh_norms):
-    """dh_norms[t] = sum over row blocks of part[c, t] (sums of ||dL/dh_t,b||) / B."""
-    n, T = part.shape
-    for t in range(T):
-        s = part[0, t]
-        for c in range(1, n):
-            s += part[c, t]
-        dh_norms[t] = s / B

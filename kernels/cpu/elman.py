@@ -37,23 +37,12 @@ kernels/_math.py).
 
 from math import sqrt
 
-import numpy as np
 from numba import njit
 
 from .. import config
 from .._math import drelu_kernel, dtanh_kernel, relu_kernel, tanh_kernel
-from ._common import (
-    accumulate,
-    at,
-    at2,
-    copy_into,
-    finish_norms,
-    input_row,
-    input_step,
-    packed,
-    rows_matmul,
-    use_blas,
-)
+from ._batch import batch_backward, batch_forward, batch_norms
+from ._common import accumulate, at, at2, copy_into, input_row, input_step, packed, rows_matmul
 from ._simd import wide_vectors
 
 _JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL, "nogil": True}
@@ -61,9 +50,7 @@ _JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL, "nogil":
 
 @njit(cache=config.CACHE, **_JIT)
 def elman_forward(x_proj, w_hh_t, b_hh, h0, use_relu, h_seq):
-    T, B, H = x_proj.shape
-    rec = np.empty((B, H), dtype=x_proj.dtype)  # (B, H): h_{t-1} W_hh^T
-    blas = use_blas(B, H, H)
+    rec, B, blas = batch_forward(x_proj, w_hh_t)  # rec (B, H): h_{t-1} W_hh^T
     elman_forward_rows(x_proj, None, None, w_hh_t, b_hh, h0, use_relu, h_seq, None, rec, 0, B, blas)
 
 
@@ -100,12 +87,9 @@ def _forward_row(xp, z, bias, use_relu, h):
 
 @njit(cache=config.CACHE, **_JIT)
 def elman_backward(dh_out, dh_last, h_seq, w_hh, use_relu, dpre, dh0, dh_norms):
-    T, B, H = h_seq.shape
-    dh0[:] = dh_last  # dh0 carries dL/dh_t back through time
-    part = np.zeros((1, T), dtype=h_seq.dtype)
-    blas = use_blas(B, H, H)
-    elman_backward_rows(dh_out, False, h_seq, w_hh, use_relu, dpre, dh0, part[0], None, 0, B, blas)
-    finish_norms(part, B, dh_norms)
+    sums, B, blas = batch_backward(dh0, dh_last, w_hh, h_seq)  # dh0 carries dL/dh_t back
+    elman_backward_rows(dh_out, False, h_seq, w_hh, use_relu, dpre, dh0, sums, None, 0, B, blas)
+    batch_norms(sums, B, dh_norms)
 
 
 @njit(cache=config.CACHE, **_JIT)

@@ -49,20 +49,19 @@ from numba import njit
 
 from .. import config
 from .._math import dsigmoid_kernel, dtanh_kernel, sigmoid_kernel, tanh_kernel
+from ._batch import batch_backward, batch_forward, batch_norms
 from ._common import (
     accumulate,
     add_into,
     at,
     at2,
     copy_into,
-    finish_norms,
     input_row_biased,
     input_step,
     packed,
     quarters,
     rows_matmul,
     span,
-    use_blas,
 )
 from ._simd import wide_vectors
 
@@ -71,9 +70,7 @@ _JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL, "nogil":
 
 @njit(cache=config.CACHE, **_JIT)
 def gru_forward(x_proj, w_hh_t, b_hh, h0, gates, h_seq):
-    T, B, G = x_proj.shape
-    rec = np.empty((B, G), dtype=x_proj.dtype)  # (B, 3H): h_{t-1} W_hh^T
-    blas = use_blas(B, G // 3, G)
+    rec, B, blas = batch_forward(x_proj, w_hh_t)  # rec (B, 3H): h_{t-1} W_hh^T
     gru_forward_rows(
         x_proj, None, None, None, w_hh_t, b_hh, h0, gates, h_seq, None, rec, rec, 0, B, blas
     )
@@ -116,16 +113,13 @@ def _forward_row(xp, rec, b_hh, h_prev, g, h, H):
 
 @njit(cache=config.CACHE, **_JIT)
 def gru_backward(dh_out, dh_last, gates, h_seq, h0, w_hh, dx_proj, dh_proj, dh0, dh_norms):
-    T, B, H = h_seq.shape
-    dh0[:] = dh_last  # dh0 carries dL/dh_t back through time
-    direct = np.empty((B, H), dtype=h_seq.dtype)  # dL/dh_{t-1} through the z-gated skip
-    part = np.zeros((1, T), dtype=h_seq.dtype)
-    blas = use_blas(B, 3 * H, H)
+    direct = np.empty(dh0.shape, dtype=h_seq.dtype)  # dL/dh_{t-1} through the z-gated skip
+    sums, B, blas = batch_backward(dh0, dh_last, w_hh, h_seq)  # dh0 carries dL/dh_t back
     gru_backward_rows(
-        dh_out, False, gates, h_seq, h0, w_hh, dx_proj, dh_proj, dh0, direct, part[0], None,
-        None, 0, B, blas,
+        dh_out, False, gates, h_seq, h0, w_hh, dx_proj, dh_proj, dh0, direct, sums, None, None,
+        0, B, blas,
     )  # fmt: skip
-    finish_norms(part, B, dh_norms)
+    batch_norms(sums, B, dh_norms)
 
 
 @njit(cache=config.CACHE, **_JIT)

@@ -44,16 +44,16 @@ from numba import njit
 
 from .. import config
 from .._math import dtanh_kernel, tanh_kernel
-from ._common import add_into, at, at2, finish_norms, packed, rows_matmul, use_blas
+from ._batch import batch_backward, batch_forward, batch_norms
+from ._common import add_into, at, at2, packed, rows_matmul
 
 _JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL, "nogil": True}
 
 
 @njit(cache=config.CACHE, **_JIT)
 def jordan_forward(x_proj, w_yh_t, w_hy_t, b_hy, y0, h_seq, y_seq):
-    T, B, H = x_proj.shape
-    rec = np.empty((B, H), dtype=x_proj.dtype)  # (B, H): y_{t-1} W_yh^T
-    blas = use_blas(B, y0.shape[1], H)  # both products have O * H terms per row
+    rec, B, blas = batch_forward(x_proj, w_yh_t)  # rec (B, H): y_{t-1} W_yh^T
+    # blas serves both per-step products: each has O * H terms per row
     jordan_forward_rows(x_proj, w_yh_t, w_hy_t, b_hy, y0, h_seq, y_seq, rec, 0, B, blas)
 
 
@@ -80,13 +80,10 @@ def _tanh_row(xp, z, h):
 
 @njit(cache=config.CACHE, **_JIT)
 def jordan_backward(dy_out, dy_last, h_seq, w_yh, w_hy, dy_tot, dpre, dy0, dh_norms):
-    T, B, H = h_seq.shape
-    dy0[:] = dy_last  # dy0 carries dL/dy_t back through time
-    dh = np.empty((B, H), dtype=h_seq.dtype)
-    part = np.zeros((1, T), dtype=h_seq.dtype)
-    blas = use_blas(B, dy0.shape[1], H)
-    jordan_backward_rows(dy_out, h_seq, w_yh, w_hy, dy_tot, dpre, dy0, dh, part[0], 0, B, blas)
-    finish_norms(part, B, dh_norms)
+    dh = np.empty((dy0.shape[0], h_seq.shape[2]), dtype=h_seq.dtype)  # (B, H)
+    sums, B, blas = batch_backward(dy0, dy_last, w_hy, h_seq)  # dy0 carries dL/dy_t back
+    jordan_backward_rows(dy_out, h_seq, w_yh, w_hy, dy_tot, dpre, dy0, dh, sums, 0, B, blas)
+    batch_norms(sums, B, dh_norms)
 
 
 @njit(cache=config.CACHE, **_JIT)

@@ -43,24 +43,22 @@ the approximations of kernels/_math.py).
 
 from math import sqrt
 
-import numpy as np
 from numba import njit
 
 from .. import config
 from .._math import dsigmoid_kernel, dtanh_kernel, sigmoid_kernel, tanh_kernel
+from ._batch import batch_backward, batch_forward, batch_norms
 from ._common import (
     accumulate,
     at,
     at2,
     copy_into,
-    finish_norms,
     input_row,
     input_step,
     packed,
     quarters,
     rows_matmul,
     span,
-    use_blas,
 )
 from ._simd import wide_vectors
 
@@ -69,9 +67,7 @@ _JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL, "nogil":
 
 @njit(cache=config.CACHE, **_JIT)
 def lstm_forward(x_proj, w_hh_t, b_hh, h0, c0, gates, c_seq, h_seq):
-    T, B, G = x_proj.shape
-    rec = np.empty((B, G), dtype=x_proj.dtype)  # (B, 4H): h_{t-1} W_hh^T
-    blas = use_blas(B, G // 4, G)
+    rec, B, blas = batch_forward(x_proj, w_hh_t)  # rec (B, 4H): h_{t-1} W_hh^T
     lstm_forward_rows(
         x_proj, None, None, w_hh_t, b_hh, h0, c0, gates, c_seq, h_seq, None, rec, 0, B, blas
     )
@@ -133,15 +129,12 @@ def _tanh_into(z, out):
 
 @njit(cache=config.CACHE, **_JIT)
 def lstm_backward(dh_out, dh_last, dc_last, gates, c_seq, c0, w_hh, dpre, dh0, dc0, dh_norms):
-    T, B, G = gates.shape
-    dh0[:] = dh_last  # dh0, dc0 carry dL/dh_t, dL/dc_t back through time
-    dc0[:] = dc_last
-    part = np.zeros((1, T), dtype=gates.dtype)
-    blas = use_blas(B, G, G // 4)
+    dc0[:] = dc_last  # dh0, dc0 carry dL/dh_t, dL/dc_t back through time
+    sums, B, blas = batch_backward(dh0, dh_last, w_hh, gates)
     lstm_backward_rows(
-        dh_out, False, gates, c_seq, c0, w_hh, dpre, dh0, dc0, part[0], None, 0, B, blas
+        dh_out, False, gates, c_seq, c0, w_hh, dpre, dh0, dc0, sums, None, 0, B, blas
     )
-    finish_norms(part, B, dh_norms)
+    batch_norms(sums, B, dh_norms)
 
 
 @njit(cache=config.CACHE, **_JIT)
