@@ -28,6 +28,18 @@ def _backward_buffers(p, x):
     return grads, np.zeros_like(x), np.zeros(x.shape[1], dtype=x.dtype)
 
 
+def _over_time(x, state0, step):
+    """The walk every forward shares, t = 0 .. T-1: ``step(x_t, state)`` returns the new
+    carried state (a tuple, the layer's output first) and what backward keeps of step t.
+    Returns the outputs y (B, T, .), the final state (copies) and the list of what was kept."""
+    state, ys, kept = state0, [], []
+    for t in range(x.shape[1]):
+        state, k = step(x[:, t], state)
+        ys.append(state[0])
+        kept.append(k)
+    return np.stack(ys, axis=1), tuple(s.copy() for s in state), kept
+
+
 def _through_time(p, x, dout, dstate_n, step):
     """The walk every backward shares, t = T-1 .. 0: add dout[:, t] to the gradient of the
     first carried state (the layer's output), record its norm, then ``step(t, d, g, dx)``
@@ -46,14 +58,14 @@ def _through_time(p, x, dout, dstate_n, step):
 
 def elman_forward(p, x, state0, opts):
     relu = opts["nonlinearity"] == "relu"
-    (h,) = state0
-    hs = []
-    for t in range(x.shape[1]):
-        z = x[:, t] @ p["weight_ih"].T + p["bias_ih"] + h @ p["weight_hh"].T + p["bias_hh"]
-        h = np.maximum(z, 0.0) if relu else np.tanh(z)
-        hs.append(h)
-    y = np.stack(hs, axis=1)
-    return y, (h.copy(),), (x, state0[0], y, relu)
+
+    def step(xt, state):
+        (h,) = state
+        z = xt @ p["weight_ih"].T + p["bias_ih"] + h @ p["weight_hh"].T + p["bias_hh"]
+        return (np.maximum(z, 0.0) if relu else np.tanh(z),), None
+
+    y, state_n, _ = _over_time(x, state0, step)
+    return y, state_n, (x, state0[0], y, relu)
 
 
 def elman_backward(p, cache, dout, dstate_n):
@@ -85,17 +97,15 @@ def _lstm_gates(p, xt, h):
 
 
 def lstm_forward(p, x, state0, opts):
-    h, c = state0
-    hs, cs, gs = [], [], []
-    for t in range(x.shape[1]):
-        i, f, g, o = _lstm_gates(p, x[:, t], h)
+    def step(xt, state):
+        h, c = state
+        i, f, g, o = _lstm_gates(p, xt, h)
         c = f * c + i * g
-        h = o * np.tanh(c)
-        hs.append(h)
-        cs.append(c)
-        gs.append((i, f, g, o))
-    y = np.stack(hs, axis=1)
-    return y, (h.copy(), c.copy()), (x, state0, y, cs, gs)
+        return (o * np.tanh(c), c), (c, (i, f, g, o))
+
+    y, state_n, kept = _over_time(x, state0, step)
+    cs, gs = zip(*kept, strict=True)  # per step: c_t and the gates i, f, g, o
+    return y, state_n, (x, state0, y, cs, gs)
 
 
 def lstm_backward(p, cache, dout, dstate_n):
@@ -128,21 +138,20 @@ def lstm_backward(p, cache, dout, dstate_n):
 
 
 def gru_forward(p, x, state0, opts):
-    (h,) = state0
-    H = h.shape[1]
-    hs, saved = [], []
-    for t in range(x.shape[1]):
-        gi = x[:, t] @ p["weight_ih"].T + p["bias_ih"]
+    H = state0[0].shape[1]
+
+    def step(xt, state):
+        (h,) = state
+        gi = xt @ p["weight_ih"].T + p["bias_ih"]
         gh = h @ p["weight_hh"].T + p["bias_hh"]
         r = _sig(gi[:, :H] + gh[:, :H])
         z = _sig(gi[:, H : 2 * H] + gh[:, H : 2 * H])
         hn = gh[:, 2 * H :]
         n = np.tanh(gi[:, 2 * H :] + r * hn)
-        h = (1 - z) * n + z * h
-        hs.append(h)
-        saved.append((r, z, n, hn))
-    y = np.stack(hs, axis=1)
-    return y, (h.copy(),), (x, state0[0], y, saved)
+        return ((1 - z) * n + z * h,), (r, z, n, hn)
+
+    y, state_n, saved = _over_time(x, state0, step)
+    return y, state_n, (x, state0[0], y, saved)
 
 
 def gru_backward(p, cache, dout, dstate_n):
@@ -171,15 +180,13 @@ def gru_backward(p, cache, dout, dstate_n):
 
 
 def jordan_forward(p, x, state0, opts):
-    (yv,) = state0
-    hs, ys = [], []
-    for t in range(x.shape[1]):
-        h = np.tanh(x[:, t] @ p["weight_ih"].T + p["bias_ih"] + yv @ p["weight_yh"].T)
-        yv = h @ p["weight_hy"].T + p["bias_hy"]
-        hs.append(h)
-        ys.append(yv)
-    y = np.stack(ys, axis=1)
-    return y, (yv.copy(),), (x, state0[0], y, hs)
+    def step(xt, state):
+        (yv,) = state
+        h = np.tanh(xt @ p["weight_ih"].T + p["bias_ih"] + yv @ p["weight_yh"].T)
+        return (h @ p["weight_hy"].T + p["bias_hy"],), h
+
+    y, state_n, hs = _over_time(x, state0, step)
+    return y, state_n, (x, state0[0], y, hs)
 
 
 def jordan_backward(p, cache, dout, dstate_n):
