@@ -2,7 +2,8 @@
 
 Every task, model, backend and clipping mode goes through ``run``; the only fork is a model
 declared ``fitted`` (the echo-state network), whose "training" is a closed-form readout fit
-(seqbench.esn_fit).
+(seqbench.esn_fit). A backend declaring a step engine (torch) runs ``Trainer.step`` there,
+over the Trainer's own arrays; the loop around it is the same.
 
 What a task may declare beyond seqbench.tasks.base.Task, read here and nowhere else:
     batch.continues          True: this batch continues the streams of the previous batch of
@@ -20,9 +21,11 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
+from .backends import step_engine
 from .config import RunConfig, task_for
 from .models import DTYPES, MODELS, build_for_run
 
@@ -86,6 +89,17 @@ class Head:
 
 # ---------------------------------------------------------------- trainer
 
+
+class Step(NamedTuple):
+    """One training step's outcome; a diverged step changed nothing (norm NaN)."""
+
+    loss: float
+    preclip_norm: float
+    clipped: bool
+    dh_norms: np.ndarray | None  # (L*D, T) ||dL/dh_t||; None where the backend has none
+    diverged: bool = False
+
+
 # Evaluation sees at least this many held-out sequences unless eval_batches is set.
 EVAL_SEQUENCES = 1024
 MIN_EVAL_BATCHES = 4
@@ -132,6 +146,8 @@ class Trainer:
         self.clip = parse_clip(cfg.clip)
         self._probe = None
         self._state = None  # final state of the last training batch (batch.continues)
+        engine = step_engine(cfg.backend)  # a backend that runs the whole step elsewhere
+        self.engine = None if engine is None else engine(self)
 
     @property
     def probe(self):
@@ -144,6 +160,20 @@ class Trainer:
 
     def measure_probe(self):
         return self.probe.measure(self.model.params, self.head)
+
+    def step(self, batch) -> Step:
+        """One training step on ``batch``: forward, head, loss, BPTT, divergence guard,
+        clipping, update (on the backend's engine where it declares one)."""
+        from . import telemetry
+
+        if self.engine is not None:
+            return Step(*self.engine.step(batch))
+        loss, grads, dh_norms = self.loss_and_grads(batch)
+        if not telemetry.is_finite(loss, grads):
+            return Step(loss, float("nan"), False, None, diverged=True)
+        norm, clipped = self.clip.apply(grads, self.keys)
+        self.optimizer.step(self.params, grads)
+        return Step(loss, norm, bool(clipped), dh_norms)
 
     # -- one pass
 
@@ -254,39 +284,24 @@ def run(cfg: RunConfig, progress=None) -> RunResult:
     step = 0
     for step in range(1, cfg.steps + 1):
         t0 = time.perf_counter()
-        batch = tr.task.generate(tr.data_rng, cfg.batch_size)
-        loss, grads, dh_norms = tr.loss_and_grads(batch)
-        if not telemetry.is_finite(loss, grads):
+        s = tr.step(tr.task.generate(tr.data_rng, cfg.batch_size))
+        row = {"step": step, "loss": s.loss, "preclip_norm": s.preclip_norm,
+               "clipped": s.clipped, "seconds": time.perf_counter() - t0}  # fmt: skip
+        if s.diverged:
             status, diverged_step = "diverged", step
-            res.history.append(
-                {
-                    "step": step,
-                    "loss": loss,
-                    "preclip_norm": float("nan"),
-                    "clipped": False,
-                    "seconds": time.perf_counter() - t0,
-                }
-            )
+            res.history.append(row)
             break
-        norm, clipped = tr.clip.apply(grads, tr.keys)
-        tr.optimizer.step(tr.params, grads)
-        step_times.append(time.perf_counter() - t0)
-        clipped_steps += bool(clipped)
-        max_norm = max(max_norm, norm)
-        row = {
-            "step": step,
-            "loss": loss,
-            "preclip_norm": norm,
-            "clipped": bool(clipped),
-            "seconds": step_times[-1],
-        }
+        step_times.append(row["seconds"])
+        clipped_steps += s.clipped
+        max_norm = max(max_norm, s.preclip_norm)
         if step % cfg.profile_every == 0 or step == 1:
             latest, latest_step = _gradient_state(tr, telemetry), step
             row.update(_history_columns(latest))
             probe_logs = latest["probe"].log10_norms
+            dh = np.full(probe_logs.shape, np.nan) if s.dh_norms is None else s.dh_norms
             res.profiles.extend(
                 (step, u, t, float(v), float(probe_logs[u, t]))
-                for u, prof in enumerate(dh_norms)
+                for u, prof in enumerate(dh)
                 for t, v in enumerate(prof)
             )
         if step % cfg.eval_every == 0 or step == cfg.steps:
@@ -296,7 +311,7 @@ def run(cfg: RunConfig, progress=None) -> RunResult:
                 solved_step = step
         res.history.append(row)
         if progress is not None:
-            progress(step, loss, _progress_info(baseline, ev, eval_step, solved_step))
+            progress(step, s.loss, _progress_info(baseline, ev, eval_step, solved_step))
         if solved_step is not None and cfg.stop_when_solved:
             break
     train_seconds = time.perf_counter() - t_start
