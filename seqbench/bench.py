@@ -31,6 +31,9 @@ ms).
 
 torch is optional: without it the torch columns show '-'.
 
+``--train-step``: the whole step of ``seqbench run`` (``Trainer.step``, a run's defaults) against
+the torch backend's (the plain torch loop), ``--task`` at ``--step-shape``, processes as above.
+
 ``--roofline`` adds a second table: each side's rate in GFLOP/s of its matrix products (every
 weight matrix meets every series and step once in a forward, twice more in a backward: the
 input's and the weight's gradient), and that rate as a share of the machine's GEMM peak, a
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import asdict
 
 import numpy as np
 
@@ -107,6 +111,9 @@ def add_arguments(parser) -> None:
         default=None,
         help="threads for numba and torch (default: the CPUs this process may use)",
     )
+    parser.add_argument("--train-step", action="store_true", help="the whole step of a run")
+    parser.add_argument("--task", default="copy-task", help="--train-step's task")
+    parser.add_argument("--step-shape", default="64,20,128", help="--train-step's B,T,H")
 
 
 def parse_shape(text: str) -> tuple[int, int, int, int]:
@@ -259,23 +266,27 @@ def measure_isolated(cell, shape, dtype, repeat=5, backend="numba", pairs=DEFAUL
     the ratio of those and the range of the per-pair ratios (``ratio_fwd_range``)."""
     import seqbench as sb
 
-    worker = worker or run_worker
     B, T, I, H = shape
     model = sb.build_model(cell, I, H, dtype=dtype, backend="numpy", seed=0)
-    sides = ["seqbench"]
-    if with_torch and cell in TORCH_PEERS and _torch() is not None:
-        sides = ["torch", "seqbench"]
     job = dict(cell=cell, shape=list(shape), dtype=dtype, backend=backend, repeat=repeat,
                threads=threads)  # fmt: skip
+    gflop = gemm_flops(model, B, T) / 1e9
+    return {"cell": cell, "shape": tuple(shape), "dtype": dtype, "gflop_fwd": gflop,
+            "gflop_train": 3 * gflop, **alternated(job, pairs, with_torch and cell in TORCH_PEERS,
+                                                   ("fwd", "train"), worker)}  # fmt: skip
+
+
+def alternated(job, pairs, with_torch, kinds, worker=None) -> dict:
+    """Workers for ``job``, torch then seqbench, ``pairs`` times; per kind each side's median
+    of its per-process medians (ms), the ratio torch / seqbench and its range over pairs."""
+    worker = worker or run_worker
+    sides = ["torch", "seqbench"] if with_torch and _torch() is not None else ["seqbench"]
     runs = {side: [] for side in sides}
     for _ in range(pairs):
         for side in sides:
             runs[side].append(worker({**job, "side": side}))
-    out = {"cell": cell, "shape": tuple(shape), "dtype": dtype, "pairs": pairs}
-    out["first_call_s"] = runs["seqbench"][0]["first_call_s"]
-    out["gflop_fwd"] = gemm_flops(model, B, T) / 1e9
-    out["gflop_train"] = 3 * out["gflop_fwd"]
-    for kind in ("fwd", "train"):
+    out = {"pairs": pairs, "first_call_s": runs["seqbench"][0]["first_call_s"]}
+    for kind in kinds:
         per = {s: [statistics.median(r[f"{kind}_ms"]) for r in runs[s]] for s in sides}
         for side in ("seqbench", "torch"):
             out[f"{side}_{kind}"] = statistics.median(per[side]) if side in per else None
@@ -338,6 +349,9 @@ def main(args) -> int:
     console = Console()
     if not console.is_terminal:
         console.width = max(console.width, 160)  # a table in a log or pipe stays one line a row
+    if args.train_step:
+        console.print(train_step_table(args, cells, dtypes, threads))
+        return 0
     isolated = not args.same_process
     how = (
         f"each side in its own process, {args.pairs} pairs alternated, median of {args.repeat}"
@@ -393,6 +407,42 @@ def main(args) -> int:
             peaks[dtype] = max(peaks[dtype], gemm_peak(dtype))
         console.print(roofline_table(rows, peaks, threads))
     return 0
+
+
+def train_step_table(args, cells, dtypes, threads):
+    """--train-step's table; every config is checked before a worker starts (one line)."""
+    from rich.table import Table
+
+    from .config import RunConfig
+
+    if args.same_process or args.roofline:
+        raise ConfigError("--train-step times each side in its own process, without a roofline")
+    parts = str(args.step_shape).split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(f"--step-shape {args.step_shape!r} is not B,T,H (e.g. 64,20,128)")
+    B, T, H = (int(p) for p in parts)
+    backends = (args.backend, "torch") if _torch() is not None else (args.backend,)
+    cfgs = [RunConfig(task=args.task, model=c, backend=b, dtype=dt, seq_len=T, batch_size=B,
+                      hidden_size=H).validated()
+            for c in cells for dt in dtypes for b in backends]  # fmt: skip
+    cfgs = cfgs[:: len(backends)]  # the torch side's configs are checked, not kept
+    run = f"{cfgs[0].optimizer} lr {cfgs[0].lr:g}, clip {cfgs[0].clip}"
+    table = Table(
+        title=f"whole training step, {args.task} B,T,H={args.step_shape}, {run}: seqbench "
+        f"({args.backend}) vs the torch backend, each side in its own process, {args.pairs} "
+        f"pairs alternated, median of {args.repeat}, {threads} threads",
+        caption="step = batch, forward, head, loss, BPTT, clip, optimizer, as seqbench run "
+        "takes it (Trainer.step); ratio = torch time / seqbench time (> 1: seqbench faster; "
+        f"in brackets the range over pairs){_peer_note()}",
+    )
+    for col in ("cell", "dtype", "seqbench step ms", "torch step ms", "ratio"):
+        table.add_column(col, justify="left" if col in ("cell", "dtype") else "right")
+    for cfg in cfgs:  # each worker builds its side's Trainer from the config
+        job = dict(cell=cfg.model, run=asdict(cfg), repeat=args.repeat, threads=threads)
+        r = alternated(job, args.pairs, True, ("train",))
+        table.add_row(cfg.model, cfg.dtype, _ms(r["seqbench_train"]), _ms(r["torch_train"]),
+                      _ratio(r["ratio_train"], r.get("ratio_train_range")))  # fmt: skip
+    return table
 
 
 def roofline_table(rows, peaks, threads):

@@ -8,6 +8,10 @@ and the first call's seconds. Nothing of the other library runs in this process,
 thread pool (torch's OpenMP, seqbench's workers) can slow the other: timed in one process,
 torch's GRU step ran 3x slower right after a seqbench call, and seqbench's LSTM step slower
 after torch's, for up to ~100 ms.
+
+A job with ``run`` (a RunConfig's fields: ``seqbench bench --train-step``) times the whole
+training step instead, ``Trainer.step`` on a fresh batch as ``seqbench run`` takes it: on the
+config's backend for side "seqbench", on the torch backend for side "torch" (``train_ms``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ def time_side(job: dict) -> dict:
     from .bench import SeqbenchCase, TorchCase, _timed, set_threads
 
     threads = set_threads(job.get("threads"))
+    if "run" in job:
+        return _time_steps(job, threads)
     shape = tuple(job["shape"])
     ours = SeqbenchCase(job["cell"], shape, job["dtype"], job.get("backend", "numba"))
     case = ours
@@ -35,6 +41,33 @@ def time_side(job: dict) -> dict:
     for kind, fn in (("fwd", case.forward), ("train", case.train_step)):
         out[f"{kind}_ms"] = [1e3 * _timed(fn) for _ in range(int(job["repeat"]))]
     return out
+
+
+def train_step(run: dict, side: str):
+    """A callable doing one training step of the run ``run`` (RunConfig fields) as
+    ``seqbench run`` does it; side "torch": on the torch backend."""
+    import dataclasses
+
+    from .config import RunConfig
+    from .train import Trainer
+
+    cfg = RunConfig.from_dict(run)
+    if side == "torch":
+        cfg = dataclasses.replace(cfg, backend="torch").validated()
+    tr = Trainer(cfg)
+    return lambda: tr.step(tr.task.generate(tr.data_rng, cfg.batch_size))
+
+
+def _time_steps(job: dict, threads: int) -> dict:
+    from .bench import _timed
+
+    step = train_step(job["run"], job["side"])
+    t0 = time.perf_counter()
+    step()  # seqbench: compiles or loads the cached kernels; torch: first allocation
+    first = time.perf_counter() - t0
+    step()
+    out = {"side": job["side"], "threads": threads, "first_call_s": first}
+    return {**out, "train_ms": [1e3 * _timed(step) for _ in range(int(job["repeat"]))]}
 
 
 def main(argv=None) -> int:

@@ -224,6 +224,66 @@ def test_bench_roofline_counts_the_products_and_rates_them_against_a_gemm(capsys
     assert peak and int(peak.group(1)) > 0
 
 
+def test_bench_train_step_times_the_runs_step_against_the_torch_backend(monkeypatch, capsys):
+    """--train-step: per cell a job carrying the run's config, torch then seqbench per pair;
+    the table shows both sides' medians and the ratio with its range."""
+    import seqbench.bench as bench
+
+    jobs = []
+
+    def worker(job):
+        jobs.append(job)
+        return {"train_ms": [8.0 if job["side"] == "torch" else 2.0], "first_call_s": 0.1}
+
+    monkeypatch.setattr(bench, "run_worker", worker)
+    argv = ["bench", "--train-step", "--cells", "lstm", "gru", "--step-shape", "4,3,8",
+            "--repeat", "1", "--pairs", "2"]  # fmt: skip
+    assert main(argv) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    sides = ["torch", "seqbench"] * 2 if bench._torch() is not None else ["seqbench"] * 2
+    assert [j["side"] for j in jobs] == sides * 2
+    run = jobs[0]["run"]
+    assert (run["task"], run["model"], run["backend"]) == ("copy-task", "lstm", "numba")
+    assert (run["batch_size"], run["seq_len"], run["hidden_size"]) == (4, 3, 8)
+    assert "whole training step, copy-task B,T,H=4,3,8, adam lr 0.01, clip norm:1" in text
+    if bench._torch() is not None:
+        assert "│ lstm │ float32 │ 2.00 │ 8.00 │ 4.00x [4.00-4.00] │" in text
+
+
+def test_bench_train_step_worker_runs_each_backend_alone():
+    """A real worker per side: the seqbench side on the run's backend, torch on torch's."""
+    from dataclasses import asdict
+
+    from seqbench.bench import _torch, run_worker
+    from seqbench.config import RunConfig
+
+    run = asdict(RunConfig(model="elman", seq_len=2, batch_size=2, hidden_size=4).validated())
+    for side in ["seqbench"] + (["torch"] if _torch() is not None else []):
+        r = run_worker(dict(cell="elman", run=run, repeat=2, threads=1, side=side))
+        assert r["side"] == side and r["threads"] == 1 and "fwd_ms" not in r
+        assert len(r["train_ms"]) == 2 and min(r["train_ms"]) > 0
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--step-shape", "4,3"], "--step-shape '4,3' is not B,T,H"),
+        (["--step-shape", "4,0,8"], "is not B,T,H"),
+        (["--task", "copy"], "task 'copy' is not known"),
+        (["--same-process"], "--train-step times each side in its own process"),
+        (["--cells", "gru", "jordan", "--backend", "numpy"], "'jordan' has no 'torch'"),
+    ],
+)
+def test_bench_train_step_bad_input_is_one_line_exit_2(args, match, capsys):
+    from seqbench.bench import _torch
+
+    if "jordan" in args and _torch() is None:
+        pytest.skip("without torch the torch side's configs are not built")
+    assert main(["bench", "--train-step", *args]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1 and "Traceback" not in err
+
+
 @pytest.mark.parametrize(
     "args, match",
     [

@@ -4,11 +4,14 @@
 gradient ratio log10(||dL/dh_1|| / ||dL/dh_T||) of the last profile. A kernel change that
 alters numerics (an approximation, a reordering gone wrong) shows as a step in these series.
 The runs are seeded; the same build gives the same numbers.
+
+``WholeTrainStep`` times what a run spends its steps on: the whole training step, numba
+against the torch backend, each in asv's own process per parameter set.
 """
 
 from __future__ import annotations
 
-from .common import CELLS, DTYPES, set_threads
+from .common import CELLS, DTYPES, SMOKE, set_threads
 
 RUN = {  # small enough for seconds per run once the kernels are compiled
     "task": "copy-task",
@@ -68,3 +71,42 @@ class CopyTaskShortRun:
         return records[cell, dtype]["grad_ratio_log10"]
 
     track_grad_ratio_log10.unit = "log10"
+
+
+class WholeTrainStep:
+    """One training step as ``seqbench run`` takes it (``Trainer.step`` on a fresh batch:
+    batch, forward, head, loss, BPTT, clip norm:1, Adam lr 0.01) on copy-task T=20, B=64,
+    H=128, float32, on the numba backend and on the torch backend (the plain torch loop a user
+    would write). The backend is a parameter, so asv times each in its own process: the two
+    libraries' thread pools never run beside each other (``seqbench bench --train-step``)."""
+
+    params = [CELLS, ["numba", "torch"]]
+    param_names = ["cell", "backend"]
+    timeout = 600
+
+    def setup(self, cell, backend):
+        try:
+            from seqbench.config import RunConfig
+            from seqbench.errors import ConfigError
+            from seqbench.train import Trainer
+        except ImportError:
+            raise NotImplementedError("seqbench.train is not available") from None
+        if not hasattr(Trainer, "step"):
+            raise NotImplementedError("this version's Trainer has no step()")
+        set_threads()
+        shape = dict(seq_len=5, batch_size=4, hidden_size=16) if SMOKE else {}
+        run = {"seq_len": 20, "batch_size": 64, "hidden_size": 128, **shape}
+        try:
+            cfg = RunConfig(task="copy-task", model=cell, backend=backend, **run).validated()
+        except ConfigError as err:  # torch not installed, or no torch backend in this version
+            raise NotImplementedError(str(err)) from None
+        tr = Trainer(cfg)
+        self.step = lambda: tr.step(tr.task.generate(tr.data_rng, cfg.batch_size))
+        self.step()  # compiles (or loads) the kernels; torch's first allocation
+        self.step()
+
+    def time_train_step(self, cell, backend):
+        self.step()
+
+    def peakmem_train_step(self, cell, backend):
+        self.step()
