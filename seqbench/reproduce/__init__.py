@@ -9,7 +9,8 @@ results/reproductions/NAME; quick and smoke modes in DIR/quick, DIR/smoke):
                                      its 95% t interval over seeds, n, verdict, rule, ...
     DIR/*.png, DIR/report.html       the paper-shaped figure and a page with the claims
 
-A reproduction is one module declaring one ``Reproduction`` (base.py) and one line below:
+A reproduction is a ``Reproduction`` (base.py) declared in a module (one per paper: arjovsky2016
+declares two) and one line below:
 
     REPRODUCTION = Reproduction(
         name="author2000-thing", title="...", paper="Author 2000, Title (Venue)",
@@ -26,7 +27,7 @@ Modules: base (Reproduction, Claim, Rule and the rules, grid, measure helpers), 
 (drawing helpers), cli (``seqbench reproduce``), and one module per reproduction.
 """
 
-from . import arjovsky2016_adding, arjovsky2016_copy, jaeger2002, jaeger2004, pascanu2013_clipping
+from . import arjovsky2016, jaeger2002, jaeger2004, pascanu2013_clipping
 from .base import (
     DEFAULT_SEEDS,
     MODES,
@@ -44,8 +45,14 @@ from .claims import CLAIM_COLUMNS, CLAIMS_FILE, evaluate, readme_table, write_cl
 from .run import Outcome, configs, default_out, reproduce
 
 REPRODUCTIONS = {
-    m.REPRODUCTION.name: m.REPRODUCTION
-    for m in (arjovsky2016_copy, arjovsky2016_adding, pascanu2013_clipping, jaeger2004, jaeger2002)
+    r.name: r
+    for r in (
+        arjovsky2016.COPY,
+        arjovsky2016.ADDING,
+        pascanu2013_clipping.REPRODUCTION,
+        jaeger2004.REPRODUCTION,
+        jaeger2002.REPRODUCTION,
+    )
 }
 
 __all__ = [
