@@ -61,6 +61,19 @@ def test_stacked_and_bidirectional_models_match_too(layers, bidirectional):
     np.testing.assert_allclose(theirs[:, :2], ours[:, :2], rtol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "cell, kw",
+    [
+        ("elman", dict(model_options={"nonlinearity": "relu"})),  # clipped: torch's 1e-6 eps
+        ("gru", dict(task="char-lm", seq_len=5, clip="norm:1")),  # streams: state carried on
+    ],
+    ids=["relu", "char-lm"],
+)
+def test_options_and_carried_state_match(cell, kw):
+    ours, theirs = step_agreement(cell, 4, **kw)
+    np.testing.assert_allclose(theirs[:, :2], ours[:, :2], rtol=1e-6)
+
+
 def test_truncated_bptt_matches():
     ours, theirs = step_agreement("lstm", 3, tbptt=3)
     np.testing.assert_allclose(theirs[:, :2], ours[:, :2], rtol=1e-6)
