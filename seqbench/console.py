@@ -96,7 +96,14 @@ def _fmt(v, spec=".4g"):
 def verdict_lines(r: dict) -> list[str]:
     """The end-of-run summary: solved or not, against the baseline, speed, gradient story."""
     fitted = _fitted(r["model"])
-    how = "ridge readout" if fitted else f"{r['optimizer']} lr={r['lr']:g}, clip {r['clip']}"
+    how = (
+        "ridge readout"
+        if fitted
+        else (
+            f"{r['optimizer']} lr={r['lr']:g}, clip {r['clip']}, batch {r['batch_size']}, "
+            f"at most {r['steps']} steps"
+        )
+    )
     layers = "" if r.get("num_layers") is None else f" x{r['num_layers']}"  # None: no layers
     head = (
         f"{r['task']} T={r['seq_len']}  {r['model']} H={r['hidden_size']}"
