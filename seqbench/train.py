@@ -298,10 +298,9 @@ def run(cfg: RunConfig, progress=None) -> RunResult:
             latest, latest_step = _gradient_state(tr, telemetry), step
             row.update(_history_columns(latest))
             probe_logs = latest["probe"].log10_norms
-            dh = np.full(probe_logs.shape, np.nan) if s.dh_norms is None else s.dh_norms
-            res.profiles.extend(
+            res.profiles.extend(  # none where the backend has no ||dL/dh_t|| (torch)
                 (step, u, t, float(v), float(probe_logs[u, t]))
-                for u, prof in enumerate(dh)
+                for u, prof in enumerate(() if s.dh_norms is None else s.dh_norms)
                 for t, v in enumerate(prof)
             )
         if step % cfg.eval_every == 0 or step == cfg.steps:

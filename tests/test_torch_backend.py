@@ -102,8 +102,8 @@ def test_a_float32_run_records_every_field_and_follows_numba():
     np.testing.assert_allclose([r["loss"] for r in b.history], [r["loss"] for r in a.history],
                                rtol=1e-3)  # fmt: skip
     assert b.record["final_loss"] == pytest.approx(a.record["final_loss"], rel=1e-3)
-    assert {p[0] for p in b.profiles} == {1, 10, 20, 30}  # probe rows; dh_norm NaN in torch
-    assert all(math.isnan(p[3]) and math.isfinite(p[4]) for p in b.profiles)
+    probed = [r["step"] for r in b.history if "grad_ratio_log10" in r]
+    assert probed == [1, 10, 20, 30] and b.profiles == []  # torch has no ||dL/dh_t|| rows
 
 
 # ---------------------------------------------------------------- bad input, one line

@@ -25,8 +25,8 @@ Matched to seqbench's side (seqbench.tasks.base, seqbench.optim, seqbench.clippi
                value:C torch.nn.utils.clip_grad_value_
     tbptt      chunks of ``tbptt`` steps, the state carried detached: no gradient crosses
 The training gradient's ||dL/dh_t|| per layer is not available from torch's fused modules:
-``step`` returns None for it and the profiles table holds NaN there (the probe's column is
-unaffected).
+``step`` returns None for it and a torch run writes no profile rows (like the reservoir's);
+the probe's summaries (grad_ratio_log10 in the history and the record) are there as on numba.
 """
 
 from __future__ import annotations
