@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 # `seqbench run` flags -> RunConfig fields; an absent flag leaves RunConfig's default in place.
 RUN_FLAGS = {
     "--model": ("model", str, "elman, jordan, lstm, gru or esn"),
-    "--backend": ("backend", str, "numba, numpy or cuda"),
+    "--backend": ("backend", str, "numba, numpy, cuda or torch (the whole step in PyTorch)"),
     "--seq-len": ("seq_len", int, "sequence length T (default: the task's)"),
     "--hidden": ("hidden_size", int, "hidden size H"),
     "--layers": ("num_layers", int, "stacked layers"),

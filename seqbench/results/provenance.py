@@ -31,6 +31,7 @@ def _environment() -> dict:
         "seqbench_version": __version__,
         "numpy_version": np.__version__,
         "numba_version": _distribution_version("numba"),  # without importing numba (~0.7 s)
+        "torch_version": _distribution_version("torch"),  # the torch backend's, if installed
         "python_version": platform.python_version(),
         "cpu": _cpu_name(),
         "gpu": _gpu_name(),

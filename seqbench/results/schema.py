@@ -14,8 +14,8 @@ CONFIG_FIELDS = (
 )  # fmt: skip
 
 ENVIRONMENT_FIELDS = (
-    "seqbench_version", "numpy_version", "numba_version", "python_version", "cpu", "gpu",
-    "git_commit",
+    "seqbench_version", "numpy_version", "numba_version", "torch_version", "python_version",
+    "cpu", "gpu", "git_commit",
 )  # fmt: skip
 
 RUN_SCHEMA = {
