@@ -73,12 +73,19 @@ FUSE_INPUT_MAX = env_number("SEQBENCH_FUSE_INPUT_MAX", 32)
 # way against 278-287 ms in two blocks (which also split the gate math between the threads).
 BLAS_THREADED_MACS = env_number("SEQBENCH_BLAS_THREADED_MACS", 1 << 40)
 
+# PAUSEs a thread spins at the reservoir kernels' barrier (kernels/cpu/_sync.py) before it
+# gives its core away (sched_yield) at every further check: a partner that the OS has taken
+# off its core then gets one back instead of waiting out a spinner's time slice.
+BARRIER_SPINS_DEFAULT = 256
+BARRIER_SPINS = env_number("SEQBENCH_BARRIER_SPINS", BARRIER_SPINS_DEFAULT)
+
 # numba's disk cache keys on a kernel's own source file, not on the values above: a process
 # that changes a compile-time one through the environment compiles afresh, caching nothing.
 _COMPILE_TIME_DEFAULTS = {
     "SEQBENCH_EXACT_ACTIVATIONS": "0",
     "SEQBENCH_FAST_FLOAT64": "0",
     "SEQBENCH_BLAS_MIN_MACS": str(1 << 40),
+    "SEQBENCH_BARRIER_SPINS": str(BARRIER_SPINS_DEFAULT),
 }
 CACHE = CACHE and all(os.environ.get(k, v) == v for k, v in _COMPILE_TIME_DEFAULTS.items())
 

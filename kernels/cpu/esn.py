@@ -26,7 +26,8 @@ thread (the CUDA module mirrors both). seqbench.models.esn runs a CSR reservoir 
 through the threaded pair at the end of this module instead, with the input projected inside
 the time loop when it is small (``input_at``):
 - ``esn_forward_rows``, fewer than 4 series: series one by one, each step's units
-  split over the threads, which meet at a spin barrier (_sync.barrier, ~1 us) once a step.
+  split over the threads, which meet at a barrier (_sync.barrier: ~1 us spinning, then
+  yielding the core while a partner is off its own) once a step.
   A step is bound by its 100k indexed loads x[j] (N = 1000, 10%), so W is held in sliced
   ELLPACK (8 units a slice, one 8-lane gather a slot, see _sparse.make_slice_rows): no
   per-row reduction or loop exit, as CSR rows have. One series, one thread: 37-39 us a
