@@ -67,6 +67,18 @@ class Clip:
                 clipped = True
         return norm, clipped
 
+    def apply_flat(self, g: np.ndarray, norm: float) -> bool:
+        """``apply`` on one flat gradient buffer whose pre-clip norm (finite) is ``norm``:
+        clip g in place, return whether it was clipped. Same arithmetic as ``apply``."""
+        from .kernels.cpu.head import clamp, scale  # numba is imported on first use only
+
+        if self.kind == "norm":
+            if norm <= self.threshold:
+                return False
+            scale(g, self.threshold / norm)
+            return True
+        return self.kind == "value" and bool(clamp(g, self.threshold))
+
 
 def parse_clip(text) -> Clip:
     """``"none"``, ``"value:C"`` or ``"norm:C"`` (C finite, > 0) -> Clip; None means none."""

@@ -8,6 +8,11 @@ torch's ``optimizer.state`` (``momentum_buffer``, ``exp_avg``, ``exp_avg_sq``,
 ``square_avg``). Hyperparameters are validated here, at the edge; the kernels never see a
 bad value. ``step`` reads the arrays from the dict it is given each time, so a
 ``load_state_dict`` that replaced them between steps is honoured.
+
+Over one flat buffer (the training loop's form): ``FlatParams(params, ...)`` moves arrays
+into one contiguous array and leaves views of it in their dicts; an optimizer built over
+those views keeps its state flat too, and ``step_flat(p, g)`` updates everything in one
+kernel call, with arithmetic element for element the same as ``step``'s.
 """
 
 from __future__ import annotations
@@ -51,11 +56,26 @@ class Optimizer:
         self._configure(**{**self.defaults, **hyper})
         if not hasattr(params, "items") or not params:
             raise ConfigError("params must be a non-empty dict of name -> array")
-        self.state = {}
         for k, p in params.items():
             if not isinstance(p, np.ndarray) or p.dtype.type not in _FLOAT_DTYPES:
                 raise ConfigError(f"params[{k!r}] must be a float32 or float64 array")
-            self.state[k] = {b: np.zeros(p.shape, dtype=p.dtype) for b in self.buffers}
+        # State of every parameter in one flat buffer per name where they share a dtype
+        # (step_flat); state[k][name] are views of it, in the order of params.
+        self.size = sum(p.size for p in params.values())
+        dtypes = {p.dtype for p in params.values()}
+        self._flat = None
+        if len(dtypes) == 1:
+            (dt,) = dtypes
+            self._flat = {b: np.zeros(self.size, dtype=dt) for b in self.buffers}
+        self.state, start = {}, 0
+        for k, p in params.items():
+            end = start + p.size
+            self.state[k] = {
+                b: np.zeros(p.shape, p.dtype) if self._flat is None
+                else self._flat[b][start:end].reshape(p.shape)
+                for b in self.buffers
+            }  # fmt: skip
+            start = end
         self.steps = 0
 
     def _configure(self, **hyper) -> None:
@@ -70,12 +90,26 @@ class Optimizer:
         Everything is checked before anything changes, so a bad call leaves the model and
         the state as they were.
         """
-        flats = [self._flat(k, bufs, params, grads) for k, bufs in self.state.items()]
+        flats = [self._views(k, bufs, params, grads) for k, bufs in self.state.items()]
         self.steps += 1
         for arrays in flats:
             self._update(*arrays)
 
-    def _flat(self, k: str, bufs: dict, params: dict, grads: dict) -> list:
+    def step_flat(self, p: np.ndarray, g: np.ndarray) -> None:
+        """``step`` over one flat buffer: p holds every parameter given at construction, in
+        their order (their arrays were views of it: ``one_buffer``), g their gradients."""
+        if self._flat is None:
+            raise ValueError("step_flat needs parameters of one dtype")
+        dt = self._flat[self.buffers[0]].dtype
+        for name, a in (("p", p), ("g", g)):
+            if a.shape != (self.size,) or a.dtype != dt or not a.flags.c_contiguous:
+                raise ValueError(
+                    f"{name} is {a.dtype}{a.shape}; step_flat needs C-contiguous {dt}({self.size},)"
+                )
+        self.steps += 1
+        self._update(p, g, *(self._flat[b] for b in self.buffers))
+
+    def _views(self, k: str, bufs: dict, params: dict, grads: dict) -> list:
         """1-D views of (p, g, *state) for the kernel: one compilation per dtype, any shape."""
         if k not in params or k not in grads:
             raise KeyError(
@@ -162,6 +196,58 @@ class RMSprop(Optimizer):
 
 
 OPTIMIZERS = {c.name: c for c in (SGD, Adam, RMSprop)}
+
+
+def one_buffer(*dicts: dict) -> np.ndarray:
+    """Move the arrays of ``dicts`` (name -> array, one dtype) into one contiguous buffer,
+    in order: each entry becomes a C-contiguous view of it, same shape and values. Returns
+    the buffer; whoever reads the dicts afterwards reads (and writes) the buffer."""
+    arrays = [a for d in dicts for a in d.values()]
+    flat = np.empty(sum(a.size for a in arrays), dtype=np.result_type(*arrays))
+    for d, views in zip(dicts, _split(flat, dicts), strict=True):
+        for k, view in views.items():
+            view[...] = d[k]
+            d[k] = view
+    return flat
+
+
+def _split(flat: np.ndarray, dicts) -> list:
+    """Per dict, {name: view of flat shaped as its array}, one after another."""
+    out, start = [], 0
+    for d in dicts:
+        views = {}
+        for k, a in d.items():
+            views[k] = flat[start : start + a.size].reshape(a.shape)
+            start += a.size
+        out.append(views)
+    return out
+
+
+class FlatParams:
+    """Parameter dicts moved into one buffer ``p`` (``one_buffer``) and a gradient buffer
+    ``g`` of the same layout, so that the norm, clipping and the optimizer are one pass."""
+
+    def __init__(self, *dicts: dict):
+        self.dicts = dicts
+        self.p = one_buffer(*dicts)
+        self.views = {k: v for d in dicts for k, v in d.items()}
+        self.g = np.zeros_like(self.p)
+        self.grads = {k: v for d in _split(self.g, dicts) for k, v in d.items()}
+
+    def gather(self, grads: dict) -> np.ndarray:
+        """``g`` holding grads[k] for every parameter."""
+        for k, view in self.grads.items():
+            view[...] = grads[k]
+        return self.g
+
+    def adopt(self, *also: dict) -> None:
+        """An array that replaced a view (a load_state_dict) is copied into the view, which
+        takes its place again, in the dicts given at construction and in ``also``."""
+        for d in (*self.dicts, *also):
+            for k, a in d.items():
+                if a is not self.views[k]:
+                    self.views[k][...] = a
+                    d[k] = self.views[k]
 
 
 def make_optimizer(name: str, params: dict, lr, **hyper) -> Optimizer:

@@ -2,7 +2,8 @@
 the vanishing/exploding summary of a ||dL/dh_t|| profile, and the divergence guard. (The
 gradient probe of the recurrence, with its own float64 pass, is seqbench.probe.)
 
-NumPy only; every function returns Python floats or bools, ready for a results row.
+NumPy only (``flat_norm``: one compiled pass); every function returns Python floats or bools,
+ready for a results row.
 
 Gated recurrent matrices are stacks of square gate blocks, torch's (G*H, H) layout (G = 4 for
 LSTM, 3 for GRU). Their spectral radius and largest singular value are reported per block and
@@ -34,6 +35,16 @@ def global_norm(grads: dict, keys) -> float:
         if not math.isfinite(peak):
             return math.inf
         return peak * math.sqrt(sum(_sumsq(a / peak) for a in arrays))
+    return math.sqrt(total)
+
+
+def flat_norm(g: np.ndarray) -> float:
+    """``global_norm`` of one flat gradient buffer, in one compiled pass (float64 sum)."""
+    from .kernels.cpu.head import sum_squares  # numba is imported on first use only
+
+    total = sum_squares(g)
+    if math.isinf(total):  # overflow, or a real Inf: global_norm tells them apart
+        return global_norm({"g": g}, ["g"])
     return math.sqrt(total)
 
 

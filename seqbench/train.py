@@ -28,6 +28,7 @@ import numpy as np
 from .backends import step_engine
 from .config import RunConfig, task_for
 from .models import DTYPES, MODELS, build_for_run
+from .tasks.base import Task
 
 
 @dataclass
@@ -39,6 +40,17 @@ class RunResult:
 
 
 # ---------------------------------------------------------------- output head
+
+
+def _head_kernels():
+    from .kernels.cpu import head  # numba is imported on first use only
+
+    return head
+
+
+def _same_dtype(*arrays):  # C-contiguous, in their common dtype (the kernels' one signature)
+    dt = np.result_type(*arrays)
+    return [np.ascontiguousarray(a, dtype=dt) for a in arrays]
 
 
 class Head:
@@ -65,18 +77,22 @@ class Head:
         return twin
 
     def forward(self, y):
-        return self._features(y) @ self.params["head.weight"].T + self.params["head.bias"]
+        feats = self._features(y)
+        rows, w, b = _same_dtype(feats.reshape(-1, feats.shape[-1]), *self.params.values())
+        out = np.empty((rows.shape[0], w.shape[0]), dtype=w.dtype)
+        _head_kernels().linear_forward(rows, w, b, out)
+        return out.reshape(*feats.shape[:-1], w.shape[0])
 
     def backward(self, y, dout):
         """-> (grads of the head, dL/dy (B, T, F))."""
         w = self.params["head.weight"]
         feats = self._features(y)
         O, F = w.shape
-        grads = {
-            "head.weight": dout.reshape(-1, O).T @ feats.reshape(-1, F),
-            "head.bias": dout.reshape(-1, O).sum(axis=0),
-        }
-        d_feats = dout @ w
+        rows, w, d = _same_dtype(feats.reshape(-1, F), w, dout.reshape(-1, O))
+        dw, db, d_rows = np.empty_like(w), np.empty(O, dtype=w.dtype), np.empty_like(rows)
+        _head_kernels().linear_backward(rows, w, d, dw, db, d_rows)
+        grads = {"head.weight": dw, "head.bias": db}
+        d_feats = d_rows.reshape(feats.shape)
         if self.per_step:
             return grads, d_feats
         dy = np.zeros_like(y)
@@ -123,7 +139,7 @@ class Evaluation:
 class Trainer:
     def __init__(self, cfg: RunConfig):
         from .clipping import parse_clip
-        from .optim import make_optimizer
+        from .optim import FlatParams, make_optimizer
 
         self.cfg = cfg
         self.task = task_for(cfg)
@@ -140,8 +156,12 @@ class Trainer:
             self.task.readout == "all",
             cfg.readout,
         )
+        # Every parameter is a view of one flat buffer, its gradient of another: the guard,
+        # the norm, clipping and the optimizer are one pass each over the whole model.
+        self.flat = FlatParams(self.model.params, self.head.params)
         self.params = {**self.model.params, **self.head.params}
         self.keys = list(self.params)
+        self._xent = self.task.kind == "classification" and type(self.task).loss is Task.loss
         self.optimizer = make_optimizer(cfg.optimizer, self.params, cfg.lr)
         self.clip = parse_clip(cfg.clip)
         self._probe = None
@@ -168,12 +188,15 @@ class Trainer:
 
         if self.engine is not None:
             return Step(*self.engine.step(batch))
+        self.flat.adopt(self.params)  # weights loaded since the last step
         loss, grads, dh_norms = self.loss_and_grads(batch)
-        if not telemetry.is_finite(loss, grads):
+        g = self.flat.gather(grads)
+        norm = telemetry.flat_norm(g)  # NaN or Inf: a gradient is not finite
+        if not (math.isfinite(loss) and math.isfinite(norm)):
             return Step(loss, float("nan"), False, None, diverged=True)
-        norm, clipped = self.clip.apply(grads, self.keys)
-        self.optimizer.step(self.params, grads)
-        return Step(loss, norm, bool(clipped), dh_norms)
+        clipped = self.clip.apply_flat(g, norm)
+        self.optimizer.step_flat(self.flat.p, g)
+        return Step(loss, norm, clipped, dh_norms)
 
     # -- one pass
 
@@ -207,15 +230,26 @@ class Trainer:
             return self._loss_and_grads(batch)
 
     def _loss_and_grads(self, batch):
-        x = batch.x.astype(self.dtype)
+        x = batch.x.astype(self.dtype, copy=False)
         y, tapes = self._forward(x, _carried(batch, self._state))
         self._state = tapes[-1][1].state_n
         out = self.head.forward(y)
-        loss, dout = self.task.loss(out, batch.y)
+        loss, dout = self._loss(out, batch.y)
         head_grads, dy = self.head.backward(y, dout.astype(self.dtype, copy=False))
         grads, dh_norms = self._backward(tapes, dy)
         grads.update(head_grads)
         return loss, grads, dh_norms
+
+    def _loss(self, out, target):
+        """task.loss(out, target); the base softmax cross-entropy in one compiled pass."""
+        labels = np.asarray(target)
+        if not self._xent or labels.shape != out.shape[:-1] or labels.dtype.kind not in "iu":
+            return self.task.loss(out, target)
+        logits = out.reshape(-1, out.shape[-1])
+        dlogits = np.empty_like(logits)
+        idx = np.ascontiguousarray(labels.reshape(-1), dtype=np.int64)
+        loss = _head_kernels().softmax_xent(logits, idx, dlogits)
+        return float(loss), dlogits.reshape(out.shape)
 
     def _eval_batches(self):
         whole = getattr(self.task, "held_out_batches", None)
