@@ -3,7 +3,9 @@
 Dense W: one kernel call, subnormals flushed as numba_cpu's. Sparse W, at least
 CHUNK_MIN_SERIES series: chunks of CHUNK series (sparse x dense, blocked CSR), one team of
 threads a chunk at a time (_chunk_teams); fewer: one series at a time (sliced ELLPACK), its
-rows split over the threads. The layouts are built on first use and kept in the handle until
+rows split over the threads. A long run splits its steps over no more threads than the
+machine's load leaves free (cpu_runtime.barrier_threads_now); the states are the same, bit for
+bit, on any number of threads. The layouts are built on first use and kept in the handle until
 the next load_state_dict. Kernels are imported on first use: ``import seqbench`` never pays
 for numba.
 """
@@ -22,7 +24,7 @@ class NumbaReservoir(KernelReady):
     def __init__(self, model):
         super().__init__(model)
         self.blocked = []  # blocked CSR of the batched kernel, one per thread, on first use
-        self.sliced = None  # sliced ELLPACK of the one-series kernel, on first use
+        self.sliced = {}  # sliced ELLPACK of the one-series kernel per thread count
 
 
 def _kernels():
@@ -72,17 +74,31 @@ def _run_sparse(h, kernels, inputs, common):
 
     # a barrier per step costs ~1 us: worth it only for steps of a few thousand nonzeros
     threads = _barrier_threads(threads, h.csr[1].size)
+    if _checks_load(states, h.csr[1].size):
+        threads = cpu_runtime.barrier_threads_now(threads)
     if states is not inputs[0]:  # a fresh array: fault its pages in on this thread, as
         states.fill(0.0)  # a page fault in the loop stalls every thread at the barrier
         # (one series, N = 1000, T = 10^4: 61 -> 42 us a step, the fill included)
-    if h.sliced is None or h.sliced[-1].shape[1] != threads + 1:
+    if threads not in h.sliced:
         w = h.params["weight_hh_l0"]
-        h.sliced = sliced_ell(w, kernels.SLICE, kernels.SLICE_GROUP, threads)
-    x_buf = np.zeros((2, h.sliced[3].size + 1), dtype=h.dtype)  # + zero position
+        h.sliced[threads] = sliced_ell(w, kernels.SLICE, kernels.SLICE_GROUP, threads)
+    sliced = h.sliced[threads]
+    x_buf = np.zeros((2, sliced[3].size + 1), dtype=h.dtype)  # + zero position
     counters = np.zeros(threads * STRIDE, dtype=np.int64)
     cpu_runtime.run_group(
-        kernels.esn_forward_rows, threads, *inputs, *h.sliced, *common, x_buf, counters
+        kernels.esn_forward_rows, threads, *inputs, *sliced, *common, x_buf, counters
     )
+
+
+# Runs of at least this many nonzero-steps (series x steps x nnz; ~25 ms on one core) read
+# the machine's load before they split each step over threads that meet at a barrier: the
+# reading (~1 ms, cpu_runtime.runnable_others) is then a small part of the run.
+_LOAD_CHECK_WORK = 1 << 26
+
+
+def _checks_load(states, nnz):
+    B, T, _ = states.shape
+    return B * T * nnz >= _LOAD_CHECK_WORK
 
 
 def _run_chunks(h, kernels, inputs, common, threads):
@@ -94,6 +110,8 @@ def _run_chunks(h, kernels, inputs, common, threads):
     states = common[3]
     B, _, N = states.shape
     teams, size = _chunk_teams(B, kernels.CHUNK, threads, h.csr[1].size)
+    if size > 1 and _checks_load(states, h.csr[1].size):  # members wait for each other
+        size = max(1, min(size, cpu_runtime.barrier_threads_now(teams * size) // teams))
     chunks = -(-B // kernels.CHUNK)
     edges = [min(B, i * chunks // teams * kernels.CHUNK) for i in range(teams + 1)]
     rows = _unit_ranges(h.csr[0], size)
