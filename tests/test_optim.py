@@ -8,7 +8,8 @@ from seqbench.kernels.cpu.optim import sgd_update
 
 from seqbench import ConfigError, build_model
 from seqbench.clipping import Clip, parse_clip
-from seqbench.optim import OPTIMIZERS, make_optimizer
+from seqbench.optim import OPTIMIZERS, FlatParams, make_optimizer
+from seqbench.telemetry import flat_norm
 
 DTYPES = [np.float64, np.float32]
 TOL = {np.float64: 1e-12, np.float32: 1e-5}
@@ -326,3 +327,71 @@ def test_clip_leaves_non_finite_gradients_to_the_guard(text):
     norm, clipped = parse_clip(text).apply(g, ["w", "b"])
     assert norm == math.inf and not clipped
     assert all(np.array_equal(before[k], g[k]) for k in g)
+
+
+# ----------------------------------------------------------------- one flat buffer
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_step_flat_matches_step(case, dtype):
+    """The training loop's form: the same updates, element for element, over one buffer."""
+    name, hyper = case
+    params, grads = random_problem(dtype)
+    twin = {k: v.copy() for k, v in params.items()}
+    flat = FlatParams(twin)
+    per_array = make_optimizer(name, params, LR[name], **hyper)
+    one_pass = make_optimizer(name, twin, LR[name], **hyper)
+    for g in grads:
+        per_array.step(params, g)
+        one_pass.step_flat(flat.p, flat.gather(g))
+    for k, p in params.items():
+        assert twin[k].base is flat.p and twin[k].dtype == dtype
+        np.testing.assert_allclose(twin[k], p, rtol=TOL[dtype] * 1e-3, atol=TOL[dtype] * 1e-3)
+        assert all(one_pass.state[k][b].base is one_pass._flat[b] for b in one_pass.buffers)
+
+
+def test_flat_params_share_memory_and_adopt_replaced_arrays():
+    a = {"w": np.arange(6.0).reshape(2, 3), "b": np.ones(2)}
+    h = {"head.bias": np.full(3, 2.0)}
+    flat = FlatParams(a, h)
+    np.testing.assert_array_equal(flat.p, [0, 1, 2, 3, 4, 5, 1, 1, 2, 2, 2])
+    a["w"][1, 2] = -1.0  # the dict's array is the buffer
+    assert flat.p[5] == -1.0
+    merged = {**a, **h}
+    a["b"] = np.array([7.0, 8.0])  # a load_state_dict replaced it
+    flat.adopt(merged)
+    assert a["b"] is flat.views["b"] and merged["b"] is flat.views["b"]
+    np.testing.assert_array_equal(flat.p[6:8], [7.0, 8.0])
+    g = flat.gather({"w": np.ones((2, 3)), "b": np.zeros(2), "head.bias": np.full(3, 3.0)})
+    np.testing.assert_array_equal(g, [1] * 6 + [0, 0, 3, 3, 3])
+
+
+def test_step_flat_rejects_a_buffer_of_another_layout():
+    params, _ = random_problem(np.float64)
+    opt = make_optimizer("adam", params, 1e-3)
+    n = sum(v.size for v in params.values())
+    with pytest.raises(ValueError, match="step_flat"):
+        opt.step_flat(np.zeros(n + 1), np.zeros(n + 1))
+    with pytest.raises(ValueError, match="step_flat"):
+        opt.step_flat(np.zeros(n, np.float32), np.zeros(n, np.float32))
+    assert opt.steps == 0
+
+
+@pytest.mark.parametrize("text", ["none", "value:0.5", "norm:1", "norm:100"])
+def test_apply_flat_matches_apply(text):
+    g = clip_problem(2.0)
+    keys = ["w", "b"]
+    flat = np.concatenate([g[k].ravel() for k in keys])
+    norm, clipped = parse_clip(text).apply(g, keys)
+    assert flat_norm(flat) == pytest.approx(norm, rel=1e-15)
+    assert parse_clip(text).apply_flat(flat, norm) == clipped
+    np.testing.assert_allclose(flat, np.concatenate([g[k].ravel() for k in keys]), rtol=1e-15)
+
+
+def test_flat_norm_overflow_and_non_finite():
+    big = np.array([1e200, 1e200])
+    assert flat_norm(big) == pytest.approx(math.sqrt(2) * 1e200)
+    assert flat_norm(np.array([1.0, np.inf])) == math.inf
+    assert math.isnan(flat_norm(np.array([1.0, np.nan])))
+    assert flat_norm(np.array([3.0, 4.0], np.float32)) == 5.0

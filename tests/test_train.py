@@ -251,3 +251,52 @@ def test_without_a_terminal_a_run_prints_one_line_per_evaluation(capsys, monkeyp
     with TrainingProgress(cfg, enabled=False) as progress:  # --quiet: silent
         run(cfg, progress=progress)
     assert capsys.readouterr().out == ""
+
+
+# ---------------------------------------------------------------- the step's compiled parts
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_head_and_loss_kernels_match_numpy(dtype):
+    from seqbench.kernels.cpu import head as k
+
+    from seqbench.tasks.base import softmax_cross_entropy
+
+    rng = np.random.default_rng(0)
+    N, F, O = 37, 19, 9
+    feats, w = rng.standard_normal((N, F)).astype(dtype), rng.standard_normal((O, F)).astype(dtype)
+    b, dout = rng.standard_normal(O).astype(dtype), rng.standard_normal((N, O)).astype(dtype)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    out = np.empty((N, O), dtype)
+    k.linear_forward(feats, w, b, out)
+    np.testing.assert_allclose(out, feats @ w.T + b, rtol=tol, atol=tol)
+    dw, db, dfeats = np.empty_like(w), np.empty_like(b), np.empty_like(feats)
+    k.linear_backward(feats, w, dout, dw, db, dfeats)
+    for got, want in ((dw, dout.T @ feats), (db, dout.sum(0)), (dfeats, dout @ w)):
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    labels = rng.integers(0, O, N)
+    dlogits = np.empty_like(out)
+    loss = k.softmax_xent(out, labels, dlogits)
+    want_loss, want_grad = softmax_cross_entropy(out.astype(np.float64), labels)
+    assert loss == pytest.approx(want_loss, rel=tol) and dlogits.dtype == dtype
+    np.testing.assert_allclose(dlogits, want_grad, rtol=tol, atol=tol)
+    with pytest.raises(ValueError, match="label"):
+        k.softmax_xent(out, np.full(N, O), dlogits)
+
+
+def test_trainer_arrays_are_one_buffer_and_loaded_weights_are_honoured():
+    """Model and head arrays are views of the Trainer's flat buffer; weights loaded between
+    steps take effect (copied into the buffer), as when the optimizer read the dicts."""
+    tr = Trainer(RunConfig(task="copy-task", model="gru", **TINY).validated())
+    arrays = {**tr.model.params, **tr.head.params}
+    assert all(a.base is tr.flat.p and a is tr.params[k] for k, a in arrays.items())
+    new = {k: np.full_like(v, 0.01) for k, v in tr.model.params.items()}
+    tr.model.load_state_dict(new)
+    batch = tr.task.generate(np.random.default_rng(0), 3)
+    twin = Trainer(RunConfig(task="copy-task", model="gru", **TINY).validated())
+    twin.model.load_state_dict(new)
+    assert tr.step(batch).loss == pytest.approx(twin.step(batch).loss, rel=1e-14)
+    assert all(tr.model.params[k].base is tr.flat.p for k in new)
+    for k in tr.params:
+        np.testing.assert_array_equal(tr.params[k], twin.params[k])
