@@ -174,6 +174,7 @@ def test_console_says_nats_and_bits():
 
     rec = dict(task="char-lm", model="lstm", seq_len=50, hidden_size=8, num_layers=1,
                backend="numba", dtype="float32", optimizer="adam", lr=0.01, clip="norm:1",
+               batch_size=4, steps=1,
                status="finished", solved=False, solved_step=None, final_loss=math.log(2) * 2,
                baseline_loss=math.log(2) * 4, eval_loss_se=0.01, eval_sequences=10,
                metrics={"accuracy": 0.5, "bpc": 2.0}, steps_run=1, train_seconds=1.0)  # fmt: skip
@@ -316,3 +317,37 @@ def test_one_chunk_loss_equals_torch(text_file):
         logits.reshape(-1, V), torch.from_numpy(batch.y).reshape(-1)
     )
     assert loss == pytest.approx(float(ref), rel=1e-12)
+
+
+# ---------------------------------------------------------------- the reproduction
+
+
+def test_karpathy_widths_match_parameter_counts():
+    from seqbench.models import build_model
+    from seqbench.reproduce.karpathy2015_char import matched_sizes, parameters, suite
+
+    for lstm_hidden, tolerance in ((8, 0.03), (64, 0.01), (128, 0.01)):
+        for layers in (1, 2):
+            sizes = matched_sizes(lstm_hidden, layers)
+            counts = {c: parameters(c, h, layers) for c, h in sizes.items()}
+            for cell, h in sizes.items():  # the cell's own count, plus the 96 x H + 96 head
+                model = build_model(cell, 96, h, num_layers=layers, backend="numpy")
+                assert model.parameters + 96 * h + 96 == counts[cell]
+            assert max(abs(n / counts["lstm"] - 1) for n in counts.values()) <= tolerance
+    quick = suite("quick", 3)
+    assert len(quick) == 18 and {c.steps for c in quick} == {1500}
+    assert not any(c.stop_when_solved for c in quick)
+
+
+def test_karpathy_smoke_writes_claims_figure_and_samples(tmp_path, capsys):
+    import pandas as pd
+
+    out = tmp_path / "k"
+    args = ["reproduce", "karpathy2015-char", "--smoke", "--workers", "1", "--out", str(out),
+            "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    claims = pd.read_parquet(out / "claims.parquet")
+    assert sorted(claims["case"]) == ["layers=1", "layers=1", "layers=2", "layers=2"]
+    assert (out / "char-bpc.png").is_file() and (out / "samples.png").is_file()
+    samples = (out / "samples.txt").read_text()
+    assert samples.count("== ") == 6 and samples.count("\ndef ") == 6

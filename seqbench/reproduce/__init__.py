@@ -27,7 +27,7 @@ Modules: base (Reproduction, Claim, Rule and the rules, grid, measure helpers), 
 (drawing helpers), cli (``seqbench reproduce``), and one module per reproduction.
 """
 
-from . import arjovsky2016, jaeger2002, jaeger2004, pascanu2013_clipping
+from . import arjovsky2016, jaeger2002, jaeger2004, karpathy2015_char, pascanu2013_clipping
 from .base import (
     DEFAULT_SEEDS,
     MODES,
@@ -52,6 +52,7 @@ REPRODUCTIONS = {
         pascanu2013_clipping.REPRODUCTION,
         jaeger2004.REPRODUCTION,
         jaeger2002.REPRODUCTION,
+        karpathy2015_char.REPRODUCTION,
     )
 }
 
