@@ -858,3 +858,18 @@ def test_state_noise_changes_the_fit_only_and_is_reproducible(feedback, monkeypa
     assert seen[:2] == [0.02, 0.02] and set(seen[2:]) == {0.0} and len(seen) == 4  # eval: none
     with pytest.raises(ConfigError, match="state_noise"):
         fit(-0.1)
+
+
+def test_asv_busy_neighbour_benchmark_is_well_formed():
+    """The busy-neighbour variant of the run benchmark (issue 23) has matching params and
+    a teardown that ends the neighbour it starts."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "suites" / "asv" / "bench_esn.py"
+    spec = importlib.util.spec_from_file_location("bench_esn", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    cls = bench.ReservoirRunBesideBusy
+    assert len(cls.params) == len(cls.param_names)
+    assert callable(cls.time_run) and callable(cls.setup) and callable(cls.teardown)

@@ -106,6 +106,34 @@ class ReservoirRun:
     track_us_per_series_step.unit = "us"
 
 
+class ReservoirRunBesideBusy:
+    """One series as ReservoirRun's, with one busy process (a Python spin loop at this
+    process's priority) on the machine throughout: the condition in which a barrier that
+    spins through a descheduled partner collapses (issue 23: ~3x -> ~1x against ReservoirPy
+    on 2 vCPUs). asv runs each benchmark in its own process, so the two sides are timed
+    apart, as the issue asks."""
+
+    params = [IMPLEMENTATIONS]
+    param_names = ["implementation"]
+    timeout = 900
+    number = 1
+    repeat = 3
+
+    def setup(self, implementation):
+        import subprocess
+
+        ReservoirRun.setup(self, implementation, 1)
+        self.busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        time.sleep(0.5)  # the neighbour is running (and counted) before the first sample
+
+    def teardown(self, implementation):
+        self.busy.kill()
+        self.busy.wait()
+
+    def time_run(self, implementation):
+        self.run()
+
+
 class _OneSamplePerImplementation:
     """seqbench against reservoirpy, one sample each: a build or a fit is long and its
     result (a time of seconds, an NRMSE) does not need repeats."""
