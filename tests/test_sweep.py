@@ -314,3 +314,23 @@ def test_limit_threads_pins_the_numba_backend_pool_too():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "1"]
+
+
+def test_a_dask_task_brings_back_the_runs_weights(tmp_path):
+    """run_on_dask writes to a private folder and returns the files; installed under out, a
+    char-lm run's weights land beside its tables (seqbench sample reads them there)."""
+    from seqbench.results.storage import read_weights
+    from seqbench.sweep.workers import run_on_dask
+
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat; the rat ate the hat.\n" * 40)
+    cfg = RunConfig(task="char-lm", model="gru", hidden_size=4, batch_size=2, seq_len=5,
+                    steps=2, dtype="float64", eval_every=2, profile_every=1000,
+                    task_options={"path": str(text)}).validated()  # fmt: skip
+    result = run_on_dask(cfg)
+    assert set(result["files"]) == {"history", "profiles", "weights", "runs"}
+    out = tmp_path / "out"
+    sweep.install_files(out, result["run_id"], result.pop("files"))
+    assert ids(out) == [result["run_id"]]
+    weights = read_weights(out, result["run_id"])
+    assert weights is not None and weights["weight_hh_l0"].shape == (12, 4)

@@ -8,7 +8,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
-from .workers import THREAD_VARIABLES, init_pool_worker, run_in_worker, run_on_dask
+from .workers import THREAD_VARIABLES, file_suffix, init_pool_worker, run_in_worker, run_on_dask
 
 
 @dataclass
@@ -138,7 +138,8 @@ def install_files(out, run_id: str, files: dict) -> None:
     out = check_writable(out)
     order = sorted(files, key=lambda sub: sub == RUNS)
     for sub in order:
-        final = out / sub / f"{run_id}.parquet"
+        final = out / sub / f"{run_id}{file_suffix(sub)}"
+        final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{run_id}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:

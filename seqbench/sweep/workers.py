@@ -87,6 +87,7 @@ def run_on_dask(cfg) -> dict:
     import tempfile
 
     from ..results import HISTORY, PROFILES, RUNS
+    from ..results.storage import WEIGHTS
     from ..train import run_and_save
 
     try:
@@ -106,13 +107,20 @@ def run_on_dask(cfg) -> dict:
     with tempfile.TemporaryDirectory(prefix="seqbench-run-") as tmp:
         record = run_and_save(cfg, tmp)
         files = {}
-        for sub in (HISTORY, PROFILES, RUNS):
-            path = Path(tmp, sub, f"{record['run_id']}.parquet")
+        for sub in (HISTORY, PROFILES, WEIGHTS, RUNS):  # weights: a task that keeps them
+            path = Path(tmp, sub, f"{record['run_id']}{file_suffix(sub)}")
             if path.is_file():
                 files[sub] = path.read_bytes()
     result = _outcome(record, started, time.perf_counter() - t0)
     result["files"] = files
     return result
+
+
+def file_suffix(sub: str) -> str:
+    """The file ending of a run's file in folder ``sub`` (tables, or the weights' .npz)."""
+    from ..results.storage import WEIGHTS
+
+    return ".npz" if sub == WEIGHTS else ".parquet"
 
 
 def _outcome(record: dict, started: float, seconds: float) -> dict:
