@@ -272,17 +272,19 @@ def test_bidirectional_is_refused(text_file):
         _cfg(text_file, bidirectional=True)
 
 
-@pytest.mark.parametrize(
-    "extra, words",
-    [
-        (["--temperature", "0"], "--temperature must be > 0"),
-        (["--temperature", "-1"], "--temperature must be > 0"),
-        (["--temperature", "nan"], "--temperature must be a finite number"),
-        (["--length", "0"], "--length must be an integer in [1"),
-        (["--prime", "cat\u00e9"], "1 character(s) outside the run's vocabulary of 14: '\u00e9'"),
-    ],
-    ids=["temperature-0", "temperature-negative", "temperature-nan", "length-0", "prime"],
-)
+BAD_SAMPLE_INPUT = {  # test id: (arguments after the run id, words of the one-line error)
+    "temperature-0": (["--temperature", "0"], "--temperature must be > 0"),
+    "temperature-negative": (["--temperature", "-1"], "--temperature must be > 0"),
+    "temperature-nan": (["--temperature", "nan"], "--temperature must be a finite number"),
+    "length-0": (["--length", "0"], "--length must be an integer in [1"),
+    "prime": (
+        ["--prime", "cat\u00e9"],
+        "1 character(s) outside the run's vocabulary of 14: '\u00e9'",
+    ),
+}
+
+
+@pytest.mark.parametrize("extra, words", BAD_SAMPLE_INPUT.values(), ids=list(BAD_SAMPLE_INPUT))
 def test_bad_sample_input_is_one_line_exit_2(trained, capsys, extra, words):
     out, rid = trained
     _refused(["sample", rid, "--out", str(out), *extra], capsys, words)
