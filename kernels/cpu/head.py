@@ -42,20 +42,27 @@ def linear_forward(feats, w, b, out):
 
 @njit(**_JIT)
 def linear_backward(feats, w, dout, dw, db, dfeats):
-    # dw = dout^T feats, db = sum_n dout[n], dfeats = dout w
+    # dw = dout^T feats, db = sum_n dout[n], dfeats = dout w; row by row, the first class
+    # writes dfeats[n] (no zeroing pass), each pass over F streams one row of w and dw
     N, F = feats.shape
     O = w.shape[0]
     dw[:] = 0.0
     db[:] = 0.0
     for n in range(N):
+        fr, dr = feats[n], dfeats[n]
+        d = dout[n, 0]
+        db[0] += d
+        w0, dw0 = w[0], dw[0]
         for f in range(F):
-            dfeats[n, f] = 0.0
-        for o in range(O):
+            dr[f] = d * w0[f]
+            dw0[f] += d * fr[f]
+        for o in range(1, O):
             d = dout[n, o]
             db[o] += d
+            wo, dwo = w[o], dw[o]
             for f in range(F):
-                dw[o, f] += d * feats[n, f]
-                dfeats[n, f] += d * w[o, f]
+                dr[f] += d * wo[f]
+                dwo[f] += d * fr[f]
 
 
 @njit(**_JIT)
@@ -74,13 +81,15 @@ def softmax_xent(logits, labels, dlogits):
         for o in range(1, O):
             m = max(m, logits[n, o])
         s = dt(0.0)
+        for o in range(O):  # one exp per element: e kept in dlogits, then scaled
+            e = dt(exp(logits[n, o] - m))
+            dlogits[n, o] = e
+            s += e
+        scale = inv_n / s
         for o in range(O):
-            s += exp(logits[n, o] - m)
-        lse = dt(log(s))
-        for o in range(O):
-            dlogits[n, o] = dt(exp(logits[n, o] - m - lse)) * inv_n
+            dlogits[n, o] *= scale
         dlogits[n, k] -= inv_n
-        total -= logits[n, k] - m - lse
+        total -= logits[n, k] - m - dt(log(s))
     return total / N
 
 
