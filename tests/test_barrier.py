@@ -67,27 +67,14 @@ def test_barrier_fallback_gives_the_default_states_bit_for_bit():
 def test_barrier_fallback_orders_every_step_across_threads():
     """The ordering test of tests/test_esn.py with the fallback barrier: each thread reads
     the other's write of the same step, never an older or newer one."""
-    code = """
-import numpy as np
-from numba import njit
-from seqbench.backends import cpu_runtime
+    code = f"""
+import sys
+sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+from barrier_cases import check_order
 from seqbench.kernels import config
-from seqbench.kernels.cpu._sync import STRIDE, barrier
 
 assert config.BARRIER_SPINS == 0
-cpu_runtime.set_num_threads(2)
-
-@njit(nogil=True)
-def exchange(slots, seen, counters, me, threads):
-    for step in range(1, 2001):
-        slots[me] = step
-        barrier(counters, me, threads, 2 * step - 1)
-        seen[me, step - 1] = slots[1 - me]
-        barrier(counters, me, threads, 2 * step)
-
-slots, seen = np.zeros(2, np.int64), np.zeros((2, 2000), np.int64)
-cpu_runtime.run_group(exchange, 2, slots, seen, np.zeros(2 * STRIDE, np.int64))
-assert (seen == np.arange(1, 2001)).all(), seen
+check_order(2000)
 print("ordered")
 """
     env = {**os.environ, "SEQBENCH_BARRIER_SPINS": "0"}
@@ -184,3 +171,18 @@ def test_reservoir_runs_on_the_threads_the_load_leaves(B, monkeypatch):
         assert groups == [2, 1]
     else:  # a team of two threads meets at the barrier; on the loaded machine, a team of one
         assert groups == [2]
+
+
+def test_dense_reservoir_states_do_not_depend_on_blas_threads():
+    """The dense path's per-step product runs with BLAS held to this thread (its own threads
+    spun ~50 ms after each call, taking the core from whatever ran next): the states are then
+    the same whatever thread count BLAS was given around the call."""
+    from threadpoolctl import threadpool_limits
+
+    model = build_esn(2, 1000, seed=4, sparse=False, dtype="float64")
+    x = np.random.default_rng(0).uniform(-1, 1, (8, 20, 2))
+    runs = []
+    for blas_threads in (1, 2):
+        with threadpool_limits(blas_threads):
+            runs.append(model.forward(x)[0])
+    np.testing.assert_array_equal(runs[0], runs[1])

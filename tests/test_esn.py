@@ -163,23 +163,9 @@ def test_batch_major_transpose_every_alignment_and_remainder(dtype, rng):
 
 
 def test_spin_barrier_orders_every_step_across_threads(two_threads):
-    from numba import njit
-    from seqbench.kernels.cpu._sync import STRIDE, barrier
+    from barrier_cases import check_order
 
-    from seqbench.backends import cpu_runtime
-
-    @njit(nogil=True)
-    def exchange(slots, seen, counters, me, threads):  # write, meet, read the other's write
-        for step in range(1, 3001):
-            slots[me] = step
-            barrier(counters, me, threads, 2 * step - 1)
-            seen[me, step - 1] = slots[1 - me]
-            barrier(counters, me, threads, 2 * step)
-
-    slots, seen = np.zeros(2, np.int64), np.zeros((2, 3000), np.int64)
-    counters = np.zeros(2 * STRIDE, np.int64)
-    cpu_runtime.run_group(exchange, 2, slots, seen, counters)
-    np.testing.assert_array_equal(seen, np.tile(np.arange(1, 3001), (2, 1)))
+    check_order(3000)
 
 
 def test_blocked_csr_holds_w_padded_to_groups(rng):

@@ -51,8 +51,9 @@ def run_kernels(h: NumbaReservoir, inputs, states, s0, free):
     (x = u_proj, projected) except on the sparse kernels."""
     kernels = _kernels()
     common, outputs = kernel_arguments(h, states, s0, free)
-    if h.csr is None:
-        cpu_runtime.flushed(lambda: kernels.esn_forward(inputs[0], h.w_hh_t, *common))
+    if h.csr is None:  # BLAS on this thread: its own threads spin ~0.1 s after their last call
+        with cpu_runtime.serial_blas():
+            cpu_runtime.flushed(lambda: kernels.esn_forward(inputs[0], h.w_hh_t, *common))
     else:
         _run_sparse(h, kernels, inputs, common)
     return states, outputs
