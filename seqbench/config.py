@@ -194,14 +194,13 @@ def _check_against_task(cfg: RunConfig, task) -> None:
             f"tbptt={cfg.tbptt} is longer than the {task.steps} steps of {cfg.task}'s sequences; "
             "use a shorter window or leave it out for full BPTT"
         )
-    if cfg.bidirectional and getattr(task, "causal", False):
+    if cfg.bidirectional and task.causal:
         raise ConfigError(
             f"{cfg.task} predicts each next input: a bidirectional model would read the answer "
             "(leave --bidirectional out)"
         )
-    check_batch_size = getattr(task, "check_batch_size", None)  # e.g. streams of a text
-    if check_batch_size is not None:
-        check_batch_size(cfg.batch_size)
+    if task.check_batch_size is not None:  # e.g. streams of a text
+        task.check_batch_size(cfg.batch_size)
     if cfg.readout != "last" and task.readout == "all":
         raise ConfigError(
             f"readout={cfg.readout!r} applies to sequence-level targets; {cfg.task} has a "

@@ -77,7 +77,7 @@ def loss_unit(task: str) -> str:
     from .tasks import TASKS, _task_class
 
     try:
-        return getattr(_task_class(task), "loss_unit", "") if task in TASKS else ""
+        return _task_class(task).loss_unit if task in TASKS else ""
     except ImportError:
         return ""
 

@@ -105,7 +105,7 @@ def fit_esn(
                             teacher_noise=teacher_noise, state_noise=state_noise)  # fmt: skip
     if teacher_noise:
         raise ConfigError("teacher_noise applies to the output-feedback fit (output_feedback)")
-    if getattr(task, "windows_set", False):
+    if task.windows_set:
         raise ConfigError("train_windows/test_windows apply to the output-feedback fit")
     noise_rng = state_noise_rng(model)
     batch_size = _count("batch_size", batch_size)
@@ -114,7 +114,7 @@ def fit_esn(
         train_batches = max(4, -(-4 * model.hidden_size // per_batch))
     train_batches = _count("train_batches", train_batches)
     eval_batches = _count("eval_batches", eval_batches)
-    washout = check_washout(getattr(task, "washout", 0) if washout is None else washout)
+    washout = check_washout(task.washout if washout is None else washout)
     if task.readout == "all" and task.steps <= washout:
         raise ConfigError(
             f"too few steps for the washout: the task's sequences have {task.steps} steps and "
@@ -161,8 +161,7 @@ def fit_esn(
     if "memory_capacity" in metrics:
         metrics["memory_capacity_bound"] = float(min(model.hidden_size, out.shape[-1]))
         curves = {"memory_capacity_by_delay": task.capacity_by_delay(out, y).tolist()}
-    free = getattr(task, "free_run", 0)
-    if free:
+    if task.free_run:
         metrics.update(_free_run_metrics(model, readout, task, np.concatenate(series), washout))
 
     out = _record(task, loss, metrics, fit_seconds, timings, batch_size * task.steps, readout)
@@ -206,7 +205,7 @@ def fit_feedback(
     x(t) (``task.unscale``). Record key ``curves``: free_run_nrmse_by_step (steps 1..K) and the
     first test window's last 100 teacher-forced values, its truth and its free run.
     """
-    K, F = getattr(task, "free_run", 0), model.feedback_size
+    K, F = task.free_run, model.feedback_size
     if not K or task.kind != "regression" or task.input_size != F or task.output_size != F:
         raise ConfigError(
             "output feedback is fitted on a free-running prediction task (mackey-glass with "
@@ -222,12 +221,8 @@ def fit_feedback(
         raise ConfigError(
             f"free_run={K} leaves {driven} teacher-forced steps, not more than washout={washout}"
         )
-    n_train = getattr(task, "train_windows", None) or (
-        _count("train_batches", train_batches or 1) * batch_size
-    )
-    n_test = (
-        getattr(task, "test_windows", None) or _count("eval_batches", eval_batches) * batch_size
-    )
+    n_train = task.train_windows or (_count("train_batches", train_batches or 1) * batch_size)
+    n_test = task.test_windows or _count("eval_batches", eval_batches) * batch_size
     readout, timings = Ridge(ridge), []
 
     noise_rng = state_noise_rng(model)
@@ -327,7 +322,7 @@ def _free_run_metrics(model, readout, task, x, washout) -> dict:
     step K alone (Jaeger & Haas 2004 report the latter, K = 84), both RMSE / std(target)."""
     K = task.free_run
     T = x.shape[1]
-    if getattr(task, "horizon", 1) != 1 or model.input_size != readout.weight.shape[0]:
+    if task.horizon != 1 or model.input_size != readout.weight.shape[0]:
         raise ConfigError("free_run needs one-step-ahead prediction (horizon=1) of the input")
     if T - K <= washout:
         raise ConfigError(

@@ -5,14 +5,10 @@ declared ``fitted`` (the echo-state network), whose "training" is a closed-form 
 (seqbench.esn_fit). A backend declaring a step engine (torch) runs ``Trainer.step`` there,
 over the Trainer's own arrays; the loop around it is the same.
 
-What a task may declare beyond seqbench.tasks.base.Task, read here and nowhere else:
-    batch.continues          True: this batch continues the streams of the previous batch of
-                             its split; the loop starts it from that batch's final state (no
-                             gradient crosses over). Absent or False: from zeros.
-    task.held_out_batches(B) the complete held-out split as batches, for every evaluation, in
-                             place of eval_batch_count random test batches.
-    task.weight_file_extras() arrays to save beside the trained weights; a task declaring it
-                             has its runs' weights written (results.write_weights).
+Read here beside the task contract (seqbench.tasks.base.Task: held_out_batches,
+weight_file_extras): a batch's ``continues``, True where it continues the streams of the
+previous batch of its split; the loop starts it from that batch's final state (no gradient
+crosses over). Absent or False: from zeros.
 """
 
 from __future__ import annotations
@@ -252,9 +248,8 @@ class Trainer:
         return float(loss), dlogits.reshape(out.shape)
 
     def _eval_batches(self):
-        whole = getattr(self.task, "held_out_batches", None)
-        if whole is not None:
-            yield from whole(self.cfg.batch_size)
+        if self.task.held_out_batches is not None:
+            yield from self.task.held_out_batches(self.cfg.batch_size)
             return
         for _ in range(eval_batch_count(self.cfg)):
             yield self.task.generate(self.eval_rng, self.cfg.batch_size, split="test")
@@ -277,11 +272,10 @@ class Trainer:
     def weights(self) -> dict | None:
         """The model's state_dict, the head's (head.weight, head.bias) and the task's extras,
         for a task that keeps its weights (weight_file_extras); None otherwise."""
-        extras = getattr(self.task, "weight_file_extras", None)
-        if extras is None:
+        if self.task.weight_file_extras is None:
             return None
         head = {k: v.copy() for k, v in self.head.params.items()}
-        return {**self.model.state_dict(), **head, **extras()}
+        return {**self.model.state_dict(), **head, **self.task.weight_file_extras()}
 
 
 def _carried(batch, state):

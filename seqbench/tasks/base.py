@@ -79,6 +79,25 @@ class Task:
     min_seq_len_why = ""
     options = ()  # seqbench.options.Option declarations of the constructor's keywords
 
+    # -- optional: what a task may declare; these defaults mean "nothing special"
+    # training (seqbench.config, seqbench.train) and the console
+    causal = False  # True: the targets are the next inputs, so a bidirectional model would cheat
+    loss_unit = ""  # the loss's unit for the console (char-lm: "nats/char", also shown in bits)
+    # check_batch_size(B): raises ConfigError where B cannot run (char-lm: text too short for
+    # B streams); held_out_batches(B): the whole held-out split as batches, evaluated in place
+    # of eval_batch_count random test batches; weight_file_extras(): arrays saved beside the
+    # trained weights, and a task declaring it has its runs' weights written. None: not declared.
+    check_batch_size = None
+    held_out_batches = None
+    weight_file_extras = None
+    # the echo-state readout fit (seqbench.esn_fit)
+    washout = 0  # first steps of each sequence that only warm the state up, left out of the fit
+    horizon = 1  # the target is the input this many steps ahead (free run needs 1)
+    free_run = 0  # K > 0: the last K steps of a test window are generated, predictions fed back
+    train_windows = None  # output-feedback fit: windows fitted (None: train_batches x batch)
+    test_windows = None  # ... and windows tested (None: eval_batches x batch)
+    windows_set = False  # True: train_windows/test_windows were asked for, not a protocol's
+
     @classmethod
     def options_for_model(cls, options: dict, hidden_size: int) -> dict:
         """The constructor's keywords for a model of ``hidden_size`` units: ``options`` with
