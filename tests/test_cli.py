@@ -250,14 +250,17 @@ def test_bench_train_step_times_the_runs_step_against_the_torch_backend(monkeypa
         assert "│ lstm │ float32 │ 2.00 │ 8.00 │ 4.00x [4.00-4.00] │" in text
 
 
-def test_bench_train_step_worker_runs_each_backend_alone():
-    """A real worker per side: the seqbench side on the run's backend, torch on torch's."""
+@pytest.mark.parametrize("task", ["copy-task", "char-lm"])
+def test_bench_train_step_worker_runs_each_backend_alone(task):
+    """A real worker per side: the seqbench side on the run's backend, torch on torch's;
+    char-lm's streams of the shipped text too (issue 22)."""
     from dataclasses import asdict
 
     from seqbench.bench import _torch, run_worker
     from seqbench.config import RunConfig
 
-    run = asdict(RunConfig(model="elman", seq_len=2, batch_size=2, hidden_size=4).validated())
+    cfg = RunConfig(task=task, model="elman", seq_len=2, batch_size=2, hidden_size=4)
+    run = asdict(cfg.validated())
     for side in ["seqbench"] + (["torch"] if _torch() is not None else []):
         r = run_worker(dict(cell="elman", run=run, repeat=2, threads=1, side=side))
         assert r["side"] == side and r["threads"] == 1 and "fwd_ms" not in r

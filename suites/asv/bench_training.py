@@ -5,8 +5,9 @@ gradient ratio log10(||dL/dh_1|| / ||dL/dh_T||) of the last profile. A kernel ch
 alters numerics (an approximation, a reordering gone wrong) shows as a step in these series.
 The runs are seeded; the same build gives the same numbers.
 
-``WholeTrainStep`` times what a run spends its steps on: the whole training step, numba
-against the torch backend, each in asv's own process per parameter set.
+``WholeTrainStep`` (copy-task) and ``CharLMTrainStep`` (char-lm) time what a run spends its
+steps on: the whole training step, numba against the torch backend, each in asv's own process
+per parameter set.
 """
 
 from __future__ import annotations
@@ -73,6 +74,33 @@ class CopyTaskShortRun:
     track_grad_ratio_log10.unit = "log10"
 
 
+def _warm_step(task, cell, backend, run, smoke_run):
+    """One ``Trainer.step`` on a fresh batch of ``task`` (``run``'s shape, ``smoke_run``'s
+    under SMOKE), as ``seqbench run`` takes it, called twice: compiled or loaded, allocated."""
+    try:
+        from seqbench.config import RunConfig
+        from seqbench.errors import ConfigError
+        from seqbench.train import Trainer
+    except ImportError:
+        raise NotImplementedError("seqbench.train is not available") from None
+    if not hasattr(Trainer, "step"):
+        raise NotImplementedError("this version's Trainer has no step()")
+    set_threads()
+    try:
+        cfg = RunConfig(task=task, model=cell, backend=backend, **(smoke_run if SMOKE else run))
+        cfg = cfg.validated()
+    except ConfigError as err:  # torch not installed, or no torch backend in this version
+        raise NotImplementedError(str(err)) from None
+    tr = Trainer(cfg)
+
+    def step():
+        return tr.step(tr.task.generate(tr.data_rng, cfg.batch_size))
+
+    step()  # compiles (or loads) the kernels; torch's first allocation
+    step()
+    return step
+
+
 class WholeTrainStep:
     """One training step as ``seqbench run`` takes it (``Trainer.step`` on a fresh batch:
     batch, forward, head, loss, BPTT, clip norm:1, Adam lr 0.01) on copy-task T=20, B=64,
@@ -85,25 +113,32 @@ class WholeTrainStep:
     timeout = 600
 
     def setup(self, cell, backend):
-        try:
-            from seqbench.config import RunConfig
-            from seqbench.errors import ConfigError
-            from seqbench.train import Trainer
-        except ImportError:
-            raise NotImplementedError("seqbench.train is not available") from None
-        if not hasattr(Trainer, "step"):
-            raise NotImplementedError("this version's Trainer has no step()")
-        set_threads()
-        shape = dict(seq_len=5, batch_size=4, hidden_size=16) if SMOKE else {}
-        run = {"seq_len": 20, "batch_size": 64, "hidden_size": 128, **shape}
-        try:
-            cfg = RunConfig(task="copy-task", model=cell, backend=backend, **run).validated()
-        except ConfigError as err:  # torch not installed, or no torch backend in this version
-            raise NotImplementedError(str(err)) from None
-        tr = Trainer(cfg)
-        self.step = lambda: tr.step(tr.task.generate(tr.data_rng, cfg.batch_size))
-        self.step()  # compiles (or loads) the kernels; torch's first allocation
+        run = {"seq_len": 20, "batch_size": 64, "hidden_size": 128}
+        smoke = {"seq_len": 5, "batch_size": 4, "hidden_size": 16}
+        self.step = _warm_step("copy-task", cell, backend, run, smoke)
+
+    def time_train_step(self, cell, backend):
         self.step()
+
+    def peakmem_train_step(self, cell, backend):
+        self.step()
+
+
+class CharLMTrainStep:
+    """``WholeTrainStep`` on char-lm (issue 22): the shipped corpus (a vocabulary of 96
+    characters, one-hot in, 96-way softmax head out, cross-entropy at every step), chunks of
+    100 characters, B=32 streams, H=256, float32; each batch continues the streams of the
+    last, so its state is carried in (no gradient crosses over), as char-rnn trains. Against
+    the torch backend: torch.nn.LSTM/GRU/RNN, nn.Linear, cross_entropy, clip, Adam."""
+
+    params = [CELLS, ["numba", "torch"]]
+    param_names = ["cell", "backend"]
+    timeout = 600
+
+    def setup(self, cell, backend):
+        run = {"seq_len": 100, "batch_size": 32, "hidden_size": 256}
+        smoke = {"seq_len": 5, "batch_size": 4, "hidden_size": 16}
+        self.step = _warm_step("char-lm", cell, backend, run, smoke)
 
     def time_train_step(self, cell, backend):
         self.step()
