@@ -192,7 +192,7 @@ def cmd_results(a) -> int:
 
 # Subcommands whose module may add its own arguments: name -> (module, help).
 PLUGINS = {
-    "bench": ("seqbench.bench", "seqbench vs torch timing table"),
+    "bench": ("seqbench.bench_table", "seqbench vs torch timing tables"),
     "sweep": ("seqbench.sweep.cli", "run a suite of configs, resumable, locally or on Dask"),
     "report": ("seqbench.report.cli", "HTML report with plots of recorded runs"),
     "reproduce": ("seqbench.reproduce.cli", "rerun a published result: runs, claims, figure"),
