@@ -8,6 +8,15 @@ The normal equations are accumulated batch by batch, A^T A and A^T Y with A = [X
 states of a long run never have to sit in memory together; one ``scipy.linalg.solve``
 (``assume_a="pos"``) at the end. Warm-up (washout) steps are dropped before accumulating:
 they still carry the arbitrary initial state.
+
+Large N and OpenBLAS's threaded SYRK: its driver (level3_syrk_threaded.c) packs a thread's
+whole share of the N columns (~0.7 N on 2 threads) times up to 2 x GEMM_Q (384) of the inner
+dimension into the fixed 32 MiB work buffer of each thread, and writes past it above that:
+a segfault from N ~ 15000 on 2 threads (A (1920, 15501): crash; (1920, 14801): none). Numpy
+sends ``a.T @ a`` to SYRK, and the Cholesky inside ``solve`` (dpotrf_U_parallel) calls the
+same driver. So A^T A is accumulated in column blocks of GRAM_BLOCK (upper triangle, by
+GEMM, whose threaded driver blocks N; SYRK only on the diagonal block), and a system above
+SERIAL_SOLVE_MIN unknowns is factorised with BLAS on one thread (unthreaded SYRK).
 """
 
 from __future__ import annotations
@@ -16,6 +25,9 @@ import numpy as np
 import scipy.linalg
 
 from .errors import ConfigError
+
+GRAM_BLOCK = 1024  # columns of A^T A per BLAS call: SYRK of 1024 stays far inside its buffer
+SERIAL_SOLVE_MIN = 4096  # unknowns from which the Cholesky runs on one BLAS thread (~1 s)
 
 
 def drop_washout(a, washout: int) -> np.ndarray:
@@ -47,7 +59,7 @@ class Ridge:
         self.ridge = float(ridge)
         self.weight = None  # (O, N)
         self.bias = None  # (O,)
-        self._ata = None  # (N+1, N+1)
+        self._ata = None  # (N+1, N+1), upper triangle only: solve() mirrors it
         self._aty = None  # (N+1, O)
         self.samples = 0
 
@@ -73,7 +85,7 @@ class Ridge:
             self._aty = np.zeros((a.shape[1], y.shape[1]))
         elif self._ata.shape[0] != a.shape[1] or self._aty.shape[1] != y.shape[1]:
             raise ConfigError("states or targets changed their number of features between batches")
-        self._ata += a.T @ a
+        add_gram_upper(self._ata, a)
         self._aty += a.T @ y
         self.samples += x.shape[0]
 
@@ -82,10 +94,11 @@ class Ridge:
         if self._ata is None or self.samples == 0:
             raise ConfigError("the readout has no samples: accumulate() states first")
         m = self._ata.copy()
+        mirror_upper(m)
         idx = np.arange(m.shape[0] - 1)
         m[idx, idx] += self.ridge  # the bias column is not penalised
         try:
-            w = scipy.linalg.solve(m, self._aty, assume_a="pos")
+            w = _solve_pos(m, self._aty)
         except (np.linalg.LinAlgError, scipy.linalg.LinAlgError) as err:
             raise ConfigError(
                 f"the ridge system is singular ({err}); use ridge > 0 or more samples"
@@ -121,6 +134,36 @@ class Ridge:
         if self.weight is None:
             raise ConfigError("the readout is not fitted: call solve() first")
         return np.asarray(states) @ self.weight.T + self.bias
+
+
+def add_gram_upper(g, a, block: int | None = None) -> None:
+    """g += A^T A on and above the diagonal, ``block`` columns at a time; A (S, n), g (n, n)
+    (below the diagonal, g is left as it was). Only the diagonal block goes to SYRK."""
+    block = block or GRAM_BLOCK
+    for j0 in range(0, a.shape[1], block):
+        j1 = min(j0 + block, a.shape[1])
+        g[:j1, j0:j1] += a[:, :j1].T @ a[:, j0:j1]  # (j1, S) @ (S, j1 - j0)
+
+
+def mirror_upper(g, block: int | None = None) -> None:
+    """Copy g's upper triangle onto its lower one, in place, one block of rows at a time."""
+    block = block or GRAM_BLOCK
+    for i0 in range(0, g.shape[0], block):
+        i1 = min(i0 + block, g.shape[0])
+        g[i0:i1, :i0] = g[:i0, i0:i1].T
+        rows = g[i0:i1, i0:i1]
+        rows[...] = np.triu(rows) + np.triu(rows, 1).T
+
+
+def _solve_pos(m, b):
+    """m x = b for a symmetric positive definite m, factorised in place (m.T is m, and
+    Fortran-ordered: scipy copies neither); one BLAS thread above SERIAL_SOLVE_MIN."""
+    if m.shape[0] < SERIAL_SOLVE_MIN:
+        return scipy.linalg.solve(m.T, b, assume_a="pos", overwrite_a=True)
+    from .backends.cpu_runtime import serial_blas
+
+    with serial_blas():
+        return scipy.linalg.solve(m.T, b, assume_a="pos", overwrite_a=True)
 
 
 def fit_ridge(states, targets, *, washout: int = 0, ridge: float = 1e-6) -> Ridge:

@@ -3,12 +3,15 @@ parity, construction, memory capacity, the reservoir tasks and bad input."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from seqbench import readout
+from seqbench.backends import cpu_runtime
 from seqbench.errors import ConfigError
 from seqbench.esn_fit import fit_esn, linear_memory_capacity
 from seqbench.models.esn import build_esn, estimate_spectral_radius
@@ -298,6 +301,38 @@ def test_ridge_equals_lstsq_on_the_augmented_system(rng):
     np.testing.assert_allclose(w, sol[:-1].T, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(b, sol[-1], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(r.predict(X[0]), X[0] @ w.T + b)
+
+
+def test_gram_in_column_blocks_equals_the_full_product(rng):
+    # blocks of 3 over 10 columns: a partial last block, GEMM above the diagonal blocks
+    a = rng.standard_normal((7, 10))
+    g = np.zeros((10, 10))
+    readout.add_gram_upper(g, a, block=3)
+    readout.add_gram_upper(g, 2 * a, block=3)  # accumulates
+    np.testing.assert_allclose(np.triu(g), np.triu(5 * a.T @ a), rtol=1e-12, atol=1e-12)
+    readout.mirror_upper(g, block=3)
+    np.testing.assert_allclose(g, 5 * a.T @ a, rtol=1e-12, atol=1e-12)
+
+
+def test_large_ridge_systems_take_the_blocked_gram_and_a_serial_solve(rng, monkeypatch):
+    # N = 20000 segfaulted in OpenBLAS's threaded SYRK (readout's docstring); the same path
+    # at a small N: 3-column Gram blocks, and the solve under serial_blas
+    X, Y = rng.standard_normal((2, 40, 9)), rng.standard_normal((2, 40, 2))
+    whole = fit_ridge(X, Y, washout=3, ridge=0.1)
+    serial = []
+
+    @contextlib.contextmanager
+    def recorded():
+        serial.append(True)
+        yield
+
+    monkeypatch.setattr(readout, "GRAM_BLOCK", 3)
+    monkeypatch.setattr(readout, "SERIAL_SOLVE_MIN", 10)  # N + 1 = 10 unknowns
+    monkeypatch.setattr(cpu_runtime, "serial_blas", recorded)
+    blocked = fit_ridge(X, Y, washout=3, ridge=0.1)
+    assert serial == [True]
+    np.testing.assert_allclose(blocked.weight, whole.weight, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(blocked.bias, whole.bias, rtol=1e-10, atol=1e-12)
 
 
 def test_ridge_errors():
