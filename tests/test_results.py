@@ -332,6 +332,31 @@ def test_environment_is_cached_and_complete():
     assert results.environment()["cpu"] != "changed"  # callers get a copy
 
 
+@pytest.fixture
+def fresh_environment():
+    """provenance's cached environment emptied before and after: a test may fake git."""
+    from seqbench.results import provenance
+
+    provenance._environment.cache_clear()
+    yield provenance
+    provenance._environment.cache_clear()
+
+
+def test_a_pinned_environment_keeps_the_commit_the_process_started_on(
+    tmp_path, monkeypatch, fresh_environment
+):
+    # a sweep worker pins at its start; the checkout moves on before the run is saved
+    provenance = fresh_environment
+    monkeypatch.setattr(provenance, "_git_commit", lambda: "a" * 40)
+    provenance.pin()
+    monkeypatch.setattr(provenance, "_git_commit", lambda: "b" * 40)
+    record = make_record()
+    results.write_run(tmp_path, record)
+    row = results.load(tmp_path).iloc[0]
+    assert row["git_commit"] == "a" * 40
+    assert row["run_id"] == record["run_id"] == results.run_id(make_record())  # no commit in it
+
+
 # -- comparison
 
 

@@ -301,6 +301,26 @@ def always_dies(cfg, out):
     os._exit(3)
 
 
+def test_a_pool_worker_records_the_commit_it_started_on(monkeypatch):
+    # the checkout moves on between the worker's start and its first saved run
+    from seqbench.results import provenance
+    from seqbench.sweep import workers
+
+    head, asked = ["a" * 40], []
+    monkeypatch.setattr(provenance, "_git_commit", lambda: asked.append(1) or head[0])
+    monkeypatch.setattr(workers, "limit_threads", lambda threads: None)
+    monkeypatch.setattr(workers, "_die_with_parent", lambda parent: None)
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # the worker's SIGINT setting
+    provenance._environment.cache_clear()
+    try:
+        workers.init_pool_worker(1, os.getpid())
+        head[0] = "b" * 40  # a commit lands while the worker trains its first run
+        assert results.environment()["git_commit"] == "a" * 40
+        assert len(asked) == 1  # git was asked once, at the start
+    finally:
+        provenance._environment.cache_clear()
+
+
 def test_limit_threads_pins_the_numba_backend_pool_too():
     """A worker's seqbench kernels must not take every core: N workers x all cores would
     oversubscribe, and the ESN kernels' spin barrier stalls when a partner is descheduled."""

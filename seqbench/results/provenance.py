@@ -19,8 +19,17 @@ def utc_now() -> str:
 
 
 def environment() -> dict:
-    """Versions, CPU, GPU and git commit of this process; computed once, returned as a copy."""
+    """Versions, CPU, GPU and git commit of this process; computed once (on the first call,
+    or by ``pin``), returned as a copy."""
     return dict(_environment())
+
+
+def pin() -> None:
+    """Read the environment now and keep it for the life of the process. A sweep worker pins
+    it as it starts, when it has just imported the code it runs: a checkout that moves on to
+    another commit during the sweep leaves that worker's runs recording the commit they ran,
+    not the one checked out when each is saved."""
+    _environment()
 
 
 @functools.cache

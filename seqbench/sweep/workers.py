@@ -46,6 +46,10 @@ def init_pool_worker(threads: int, parent: int) -> None:
     """Runs once in each spawned worker, before its first run."""
     import signal
 
+    from ..results.provenance import pin
+
+    pin()  # the git commit of the code this worker has just imported (provenance.pin)
+
     # Ctrl-C is the parent's to handle: it stops the workers itself, without tracebacks.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent)
@@ -87,9 +91,11 @@ def run_on_dask(cfg) -> dict:
     import tempfile
 
     from ..results import HISTORY, PROFILES, RUNS
+    from ..results.provenance import pin
     from ..results.storage import WEIGHTS
     from ..train import run_and_save
 
+    pin()  # a no-op after the worker's first task, which imported seqbench (provenance.pin)
     try:
         from distributed import get_worker
 
