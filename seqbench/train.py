@@ -466,13 +466,11 @@ def run_and_save(cfg: RunConfig, out="results", progress=None) -> dict:
 
     cfg = cfg.validated()
     results.check_writable(out)
+    # read before training: a long run records the code it ran and when it began, not the
+    # checkout and the clock at its end
+    started, env = results.utc_now(), results.environment()
     res = run(cfg, progress)
-    record = {
-        "run_id": results.run_id(cfg.identity()),
-        "started_at": results.utc_now(),
-        **res.record,
-        **results.environment(),
-    }
+    record = {"run_id": results.run_id(cfg.identity()), "started_at": started, **res.record, **env}
     hist = pd.DataFrame(res.history) if res.history else None
     prof = (
         pd.DataFrame(res.profiles, columns=["step", "layer_dir", "t", "dh_norm", "probe_log10"])

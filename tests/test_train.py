@@ -75,6 +75,28 @@ def test_divergence_is_a_recorded_result(tmp_path):
     )
 
 
+def test_run_records_its_start_and_the_code_it_ran(tmp_path, monkeypatch):
+    """The start time and the environment (git commit) are read before training: a checkout
+    that moves on during a long run must not relabel it."""
+    from seqbench import results, train
+
+    moments = iter(["2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z"])
+    commits = iter(["before", "after"])
+    monkeypatch.setattr(results, "utc_now", lambda: next(moments))
+    monkeypatch.setattr(results, "environment", lambda: {"git_commit": next(commits)})
+    real_run = train.run
+
+    def run_that_moves_on(cfg, progress=None):
+        out = real_run(cfg, progress)
+        results.utc_now(), results.environment()  # the clock and the checkout, after training
+        return out
+
+    monkeypatch.setattr(train, "run", run_that_moves_on)
+    record = run_and_save(RunConfig(task="adding", model="elman", **TINY), tmp_path)
+    assert record["started_at"] == "2026-01-01T00:00:00Z"
+    assert record["git_commit"] == "before"
+
+
 def test_clipping_is_recorded():
     base = dict(task="adding", model="elman", **{**TINY, "steps": 5})
     tight = run(RunConfig(clip="norm:1e-6", **base)).record
