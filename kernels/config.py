@@ -42,6 +42,14 @@ FAST_FLOAT32 = os.environ.get("SEQBENCH_EXACT_ACTIVATIONS", "0") != "1"
 # the precision of gradient checks and reference comparisons, so it stays exact unless asked.
 FAST_FLOAT64 = os.environ.get("SEQBENCH_FAST_FLOAT64", "0") == "1"
 
+
+def gate_functions() -> str:
+    """Which gate functions the kernels compile with, per dtype (for tables' captions)."""
+    f32 = "approximate" if FAST_FLOAT32 else "exact"
+    f64 = "approximate (SEQBENCH_FAST_FLOAT64=1)" if FAST_FLOAT64 else "exact"
+    return f"float32 {f32}, float64 {f64}"
+
+
 # numpy's error model: x / 0 gives inf or NaN (caught by the divergence guard) instead of a
 # raise; Python's model puts a zero test before every division, which stops vectorisation.
 ERROR_MODEL = "numpy"

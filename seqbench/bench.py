@@ -59,6 +59,7 @@ DEFAULT_SHAPES = ("32,100,10,128", "1,1000,1,64", "128,100,64,512")
 DTYPES = ("float32", "float64")
 SETTLE_S = 0.02  # pause before each timed call: the other side's idle threads go to sleep
 DEFAULT_PAIRS = 3  # torch, seqbench alternations per case
+STEP_SHAPES = {"copy-task": "64,20,128", "char-lm": "32,100,256"}  # --train-step's B,T,H
 PEAK_N = {"float32": 1536, "float64": 1024}  # square GEMMs long enough for BLAS's steady rate
 
 
@@ -113,7 +114,8 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--train-step", action="store_true", help="the whole step of a run")
     parser.add_argument("--task", default="copy-task", help="--train-step's task")
-    parser.add_argument("--step-shape", default="64,20,128", help="--train-step's B,T,H")
+    shapes = ", ".join(f"{k} {v}" for k, v in STEP_SHAPES.items())
+    parser.add_argument("--step-shape", help=f"--train-step's B,T,H (default: {shapes})")
 
 
 def parse_shape(text: str) -> tuple[int, int, int, int]:
@@ -344,6 +346,8 @@ def main(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from seqbench.kernels import config
+
     cells, shapes, dtypes = check_arguments(args)
     threads = set_threads(args.threads)
     console = Console()
@@ -362,7 +366,7 @@ def main(args) -> int:
         title=f"seqbench ({args.backend}) vs torch, {how}, {threads} threads",
         caption="ratio = torch time / seqbench time (> 1: seqbench faster; in brackets the "
         "range over pairs); "
-        f"train = forward + backward of sum(y); gates: {gate_functions()}{_peer_note()}",
+        f"train = forward + backward of sum(y); gates: {config.gate_functions()}{_peer_note()}",
     )
     for col in ("cell", "B,T,I,H", "dtype"):
         table.add_column(col)
@@ -417,9 +421,10 @@ def train_step_table(args, cells, dtypes, threads):
 
     if args.same_process or args.roofline:
         raise ConfigError("--train-step times each side in its own process, without a roofline")
-    parts = str(args.step_shape).split(",")
+    shape = args.step_shape or STEP_SHAPES.get(args.task, STEP_SHAPES["copy-task"])
+    parts = str(shape).split(",")
     if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise ConfigError(f"--step-shape {args.step_shape!r} is not B,T,H (e.g. 64,20,128)")
+        raise ConfigError(f"--step-shape {shape!r} is not B,T,H (e.g. 64,20,128)")
     B, T, H = (int(p) for p in parts)
     backends = (args.backend, "torch") if _torch() is not None else (args.backend,)
     cfgs = [RunConfig(task=args.task, model=c, backend=b, dtype=dt, seq_len=T, batch_size=B,
@@ -428,7 +433,7 @@ def train_step_table(args, cells, dtypes, threads):
     cfgs = cfgs[:: len(backends)]  # the torch side's configs are checked, not kept
     run = f"{cfgs[0].optimizer} lr {cfgs[0].lr:g}, clip {cfgs[0].clip}"
     table = Table(
-        title=f"whole training step, {args.task} B,T,H={args.step_shape}, {run}: seqbench "
+        title=f"whole training step, {args.task} B,T,H={shape}, {run}: seqbench "
         f"({args.backend}) vs the torch backend, each side in its own process, {args.pairs} "
         f"pairs alternated, median of {args.repeat}, {threads} threads",
         caption="step = batch, forward, head, loss, BPTT, clip, optimizer, as seqbench run "
@@ -479,15 +484,6 @@ def _rate(gflop, ms, peak):
         return "-"
     rate = gflop / (ms / 1e3)
     return f"{rate:.1f} ({rate / peak:.0%})"
-
-
-def gate_functions() -> str:
-    """Which gate functions the kernels compile with, per dtype (kernels/config.py)."""
-    from seqbench.kernels import config
-
-    f32 = "approximate" if config.FAST_FLOAT32 else "exact"
-    f64 = "approximate (SEQBENCH_FAST_FLOAT64=1)" if config.FAST_FLOAT64 else "exact"
-    return f"float32 {f32}, float64 {f64}"
 
 
 def _ms(v):
