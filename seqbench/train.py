@@ -140,6 +140,7 @@ class Trainer:
         self.cfg = cfg
         self.task = task_for(cfg)
         self.dtype = DTYPES[cfg.dtype]
+        self.task.input_dtype = self.dtype
         self.model = build_for_run(cfg, self.task.input_size)
         self.data_rng = np.random.default_rng([cfg.seed, 1])
         self.eval_rng = np.random.default_rng([cfg.seed, 2])

@@ -45,6 +45,24 @@ def test_shapes_and_dtypes(name):
         assert b.y.min() >= 0 and b.y.max() < task.output_size
 
 
+@pytest.mark.parametrize("name", ["copy-task", "temporal-order", "char-lm"])
+def test_one_hot_inputs_come_in_the_runs_dtype(name):
+    """A float32 run's trainer asks its task for float32 one-hot inputs: the same batch as the
+    float64 one cast (0 and 1 are exact), without the cast every step."""
+    from seqbench.config import RunConfig
+    from seqbench.train import Trainer
+
+    cfg = RunConfig(task=name, model="gru", seq_len=12, hidden_size=4, batch_size=4)
+    tr = Trainer(cfg.validated())
+    assert tr.task.input_dtype == np.float32
+    ours = tr.task.generate(np.random.default_rng(0), 4, "test")  # char-lm's train split is
+    tr.task.input_dtype = np.float64  # a stream that moves on: "test" draws from the rng
+    wide = tr.task.generate(np.random.default_rng(0), 4, "test")
+    assert ours.x.dtype == np.float32 and wide.x.dtype == np.float64
+    np.testing.assert_array_equal(ours.x, wide.x.astype(np.float32))
+    np.testing.assert_array_equal(ours.y, wide.y)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_same_seed_same_batch_other_seed_other_batch(name):
     _, a = batch(name, seed=3)

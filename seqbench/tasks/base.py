@@ -61,9 +61,9 @@ def check_batch(batch_size, split: str) -> int:
     return int(batch_size)
 
 
-def one_hot(indices, n: int) -> np.ndarray:
-    """Integer array of any shape -> float64 one-hot with a trailing axis of size n."""
-    return (np.asarray(indices)[..., None] == np.arange(n)).astype(np.float64)
+def one_hot(indices, n: int, dtype=np.float64) -> np.ndarray:
+    """Integer array of any shape -> one-hot (float64 unless asked) with a trailing axis of n."""
+    return (np.asarray(indices)[..., None] == np.arange(n)).astype(dtype)
 
 
 class Task:
@@ -83,6 +83,9 @@ class Task:
     # training (seqbench.config, seqbench.train) and the console
     causal = False  # True: the targets are the next inputs, so a bidirectional model would cheat
     loss_unit = ""  # the loss's unit for the console (char-lm: "nats/char", also shown in bits)
+    # one-hot inputs are built in this dtype: the trainer sets its run's, so that no step
+    # casts a float64 batch (exact either way: 0 and 1)
+    input_dtype = np.float64
     # check_batch_size(B): raises ConfigError where B cannot run (char-lm: text too short for
     # B streams); held_out_batches(B): the whole held-out split as batches, evaluated in place
     # of eval_batch_count random test batches; weight_file_extras(): arrays saved beside the

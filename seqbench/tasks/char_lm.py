@@ -211,7 +211,7 @@ class CharLM(Task):
     def _chunk(self, ids, starts, t) -> tuple[np.ndarray, np.ndarray]:
         idx = starts[:, None] + t * self.seq_len + np.arange(self.seq_len + 1)
         window = ids[idx]  # (B, T + 1)
-        return one_hot(window[:, :-1], self.input_size), window[:, 1:]
+        return one_hot(window[:, :-1], self.input_size, self.input_dtype), window[:, 1:]
 
     def generate(self, rng: np.random.Generator, batch_size: int, split: str = "train") -> Batch:
         """train: the next chunk of the training streams (rng unused: the order is fixed).

@@ -67,7 +67,7 @@ class CopyTask(Task):
         seq[:, T + K - 1] = self.delimiter
         target = np.full((batch_size, self.steps), self.blank, dtype=np.int64)
         target[:, -K:] = symbols
-        return Batch(one_hot(seq, self.input_size), target)
+        return Batch(one_hot(seq, self.input_size, self.input_dtype), target)
 
     @property
     def baseline(self) -> float:

@@ -44,7 +44,7 @@ class TemporalOrder(Task):
         second = rng.integers(0, 2, size=batch_size)
         seq[rows, p0] = first
         seq[rows, p1] = second
-        return Batch(one_hot(seq, N_SYMBOLS), 2 * first + second)
+        return Batch(one_hot(seq, N_SYMBOLS, self.input_dtype), 2 * first + second)
 
     @property
     def baseline(self) -> float:
