@@ -37,17 +37,15 @@ This module is the ``seqbench bench`` command's entry (``cli.PLUGINS``): it adds
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 from . import bench
 from .errors import ConfigError
+from .results.storage import write_atomic
 
 BATCHES = (1, 8, 32, 128)
 HIDDEN = (64, 128, 256, 512)
@@ -190,20 +188,6 @@ def slug(text: str) -> str:
 def stem(frame) -> str:
     first = frame.iloc[0]
     return f"cpu-rnn-{slug(first['cpu'])}-{first['threads']}t-{first['date'][:10]}"
-
-
-def write_atomic(path: Path, write) -> Path:
-    """``write(temp_path)`` into a temp file beside ``path``, then renamed onto it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep the table from other readers
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-    return path
 
 
 def command_line(args) -> str:

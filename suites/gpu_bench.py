@@ -22,14 +22,11 @@ folder), written atomically; a second run on the same day replaces it. Not run i
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import datetime
-import os
 import re
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -90,18 +87,16 @@ def write_table(rows, environment, out=RESULTS, day=None) -> Path:
     day = day or datetime.datetime.now(datetime.timezone.utc).date()
     path = table_path(environment["device"], day, out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(records)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the table from other users
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    return path
+
+    from seqbench.results import write_atomic
+
+    return write_atomic(path, write)
 
 
 # ---------------------------------------------------------------- measuring

@@ -173,7 +173,7 @@ def test_gpu_bench_table_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
     def no_rename(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(bench.os, "replace", no_rename)
+    monkeypatch.setattr(os, "replace", no_rename)  # gpu_bench writes through write_atomic
     with pytest.raises(OSError, match="disk full"):
         bench.write_table([_row("elman", "infer", 1.0, 2.0)], ENV, tmp_path)
     assert path.read_text() == before  # the old table, whole

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -60,18 +58,11 @@ def _row(repro: Reproduction, claim, case: str, runs: pd.DataFrame, mode: str) -
 
 def write_claims(table: pd.DataFrame, out) -> Path:
     """DIR/claims.parquet, written to a temp file and renamed into place."""
+    from ..results import write_atomic
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / CLAIMS_FILE
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".claims-", suffix=".parquet")
-    os.close(fd)
-    try:
-        table.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_atomic(out / CLAIMS_FILE, lambda tmp: table.to_parquet(tmp, index=False))
 
 
 def interval_text(measured: float, low: float, high: float, n: int) -> str:

@@ -36,7 +36,7 @@ from .schema import (
     RUNS,
     STATUSES,
 )
-from .storage import check_writable, write_run
+from .storage import check_writable, write_atomic, write_run
 from .summaries import (
     CONFIG_KEYS,
     PROBE_COLUMNS,
@@ -66,6 +66,7 @@ __all__ = [
     "environment",
     "check_writable",
     "write_run",
+    "write_atomic",
     "completed_run_ids",
     "load",
     "load_history",

@@ -98,24 +98,37 @@ def weights_path(out, rid: str) -> Path:
     return Path(out) / WEIGHTS / f"{rid}.npz"
 
 
+def write_atomic(path, write) -> Path:
+    """``write(temp_path)`` fills a temp file beside ``path``, which is then renamed onto it:
+    a reader sees the old file or the whole new one, never a part; an interrupted write leaves
+    no temp file. The file gets the umask's mode (mkstemp's 0600 would hide shared results)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return path
+
+
 def write_weights(out, rid: str, arrays: Mapping) -> Path:
     """``arrays`` (state_dict names -> arrays) as an uncompressed .npz under out/weights/,
     atomically: loadable with ``np.load(path)`` (no pickles) into ``load_state_dict``."""
     final = weights_path(out, rid)
+
+    def savez(tmp):
+        with open(tmp, "wb") as f:  # a file, not a name: np.savez would append ".npz"
+            np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{rid}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
-            os.chmod(tmp, _FILE_MODE)
-            os.replace(tmp, final)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        return write_atomic(final, savez)
     except OSError as e:
         raise _unwritable(Path(out), e) from e
-    return final
 
 
 def read_weights(out, rid: str) -> dict | None:

@@ -6,6 +6,7 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import ConfigError
 from .workers import THREAD_VARIABLES, file_suffix, init_pool_worker, run_in_worker, run_on_dask
@@ -131,23 +132,15 @@ def run_dask(todo, out, client, retries: int, on_event):
 
 def install_files(out, run_id: str, files: dict) -> None:
     """Write a run's files (name -> bytes) under ``out``: temp + rename, the runs file last."""
-    import tempfile
 
-    from ..results import RUNS, check_writable
+    from ..results import RUNS, check_writable, write_atomic
 
     out = check_writable(out)
     order = sorted(files, key=lambda sub: sub == RUNS)
     for sub in order:
         final = out / sub / f"{run_id}{file_suffix(sub)}"
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{run_id}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(files[sub])
-            os.replace(tmp, final)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic(final, lambda tmp, data=files[sub]: Path(tmp).write_bytes(data))
 
 
 def dask_client(scheduler, workers: int, threads: int, retries: int):
