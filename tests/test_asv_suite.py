@@ -92,9 +92,10 @@ def test_asv_builds_commits_and_keeps_their_results():
     "cls", CLASSES, ids=lambda c: f"{c.__module__.rsplit('.', 1)[1]}.{c.__name__}"
 )
 def test_every_method_is_a_benchmark_asv_runs(cls):
-    methods = [
+    members = {k: v for base in reversed(cls.__mro__[:-1]) for k, v in vars(base).items()}
+    methods = [  # inherited ones too: asv reads the class with inspect.getmembers
         name
-        for name, v in vars(cls).items()
+        for name, v in members.items()
         if callable(v) and not name.startswith("_") and name not in HOOKS
     ]
     bad = [name for name in methods if not name.startswith(PREFIXES)]

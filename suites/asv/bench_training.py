@@ -111,11 +111,12 @@ class WholeTrainStep:
     params = [CELLS, ["numba", "torch"]]
     param_names = ["cell", "backend"]
     timeout = 600
+    task = "copy-task"
+    run = {"seq_len": 20, "batch_size": 64, "hidden_size": 128}
+    smoke = {"seq_len": 5, "batch_size": 4, "hidden_size": 16}
 
     def setup(self, cell, backend):
-        run = {"seq_len": 20, "batch_size": 64, "hidden_size": 128}
-        smoke = {"seq_len": 5, "batch_size": 4, "hidden_size": 16}
-        self.step = _warm_step("copy-task", cell, backend, run, smoke)
+        self.step = _warm_step(self.task, cell, backend, self.run, self.smoke)
 
     def time_train_step(self, cell, backend):
         self.step()
@@ -124,24 +125,12 @@ class WholeTrainStep:
         self.step()
 
 
-class CharLMTrainStep:
+class CharLMTrainStep(WholeTrainStep):
     """``WholeTrainStep`` on char-lm (issue 22): the shipped corpus (a vocabulary of 96
     characters, one-hot in, 96-way softmax head out, cross-entropy at every step), chunks of
     100 characters, B=32 streams, H=256, float32; each batch continues the streams of the
     last, so its state is carried in (no gradient crosses over), as char-rnn trains. Against
     the torch backend: torch.nn.LSTM/GRU/RNN, nn.Linear, cross_entropy, clip, Adam."""
 
-    params = [CELLS, ["numba", "torch"]]
-    param_names = ["cell", "backend"]
-    timeout = 600
-
-    def setup(self, cell, backend):
-        run = {"seq_len": 100, "batch_size": 32, "hidden_size": 256}
-        smoke = {"seq_len": 5, "batch_size": 4, "hidden_size": 16}
-        self.step = _warm_step("char-lm", cell, backend, run, smoke)
-
-    def time_train_step(self, cell, backend):
-        self.step()
-
-    def peakmem_train_step(self, cell, backend):
-        self.step()
+    task = "char-lm"
+    run = {"seq_len": 100, "batch_size": 32, "hidden_size": 256}
