@@ -299,14 +299,14 @@ def alternated(job, pairs, with_torch, kinds, worker=None) -> dict:
     return out
 
 
-def run_worker(job: dict) -> dict:
-    """One side timed in a fresh interpreter (seqbench.bench_worker); its JSON line back."""
+def run_worker(job: dict, module: str = "seqbench.bench_worker") -> dict:
+    """One side timed in a fresh interpreter (``python -m module JOB``); its JSON line back."""
     import json
     import subprocess
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-m", "seqbench.bench_worker", json.dumps(job)],
+        [sys.executable, "-m", module, json.dumps(job)],
         capture_output=True,
         text=True,
         check=False,

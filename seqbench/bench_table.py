@@ -121,14 +121,7 @@ def run_side(job: dict) -> dict:
     ``bench.run_worker``, torch without oneDNN through this module's worker entry."""
     if job["implementation"] != "torch-no-onednn":
         return bench.run_worker({**job, "side": job["implementation"]})
-    import subprocess
-
-    proc = subprocess.run([sys.executable, "-m", "seqbench.bench_table", json.dumps(job)],
-                          capture_output=True, text=True, check=False)  # fmt: skip
-    if proc.returncode != 0:
-        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"bench worker (torch-no-onednn {job['cell']}) failed: {tail[0]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return bench.run_worker({**job, "side": "torch-no-onednn"}, "seqbench.bench_table")
 
 
 def time_point(job: dict, pairs: int, worker=None) -> list[dict]:
