@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from seqbench import readout
 from seqbench.backends import cpu_runtime
 from seqbench.errors import ConfigError
-from seqbench.esn_fit import fit_esn, linear_memory_capacity
+from seqbench.esn_fit import default_train_batches, fit_esn, linear_memory_capacity
 from seqbench.models.esn import build_esn, estimate_spectral_radius
 from seqbench.readout import Ridge, fit_ridge, free_run, warm_then_free_run
 from seqbench.tasks import make_task
@@ -894,3 +894,22 @@ def test_asv_busy_neighbour_benchmark_is_well_formed():
     cls = bench.ReservoirRunBesideBusy
     assert len(cls.params) == len(cls.param_names)
     assert callable(cls.time_run) and callable(cls.setup) and callable(cls.teardown)
+
+
+@pytest.mark.parametrize(
+    ("task_name", "T", "N", "batch", "washout", "expected"),
+    [
+        ("copy-task", 10, 20000, 64, 0, 42),  # 30 steps a sequence: 1920 samples a batch
+        ("copy-task", 10, 1000, 64, 0, 4),  # 4 batches already give 7680 >= 4000
+        ("adding", 50, 300, 32, 0, 38),  # readout "last": one sample a sequence
+        ("copy-task", 10, 500, 8, 10, 13),  # the washout's steps are no samples
+    ],
+)
+def test_default_training_batches_give_4n_samples(task_name, T, N, batch, washout, expected):
+    from seqbench.tasks import make_task
+
+    task = make_task(task_name, T)
+    n = default_train_batches(N, task, batch, washout)
+    per_batch = batch * (1 if task.readout == "last" else task.steps - washout)
+    assert n == expected
+    assert n >= 4 and n * per_batch >= 4 * N and (n == 4 or (n - 1) * per_batch < 4 * N)
