@@ -173,7 +173,7 @@ def fit_esn(
         metrics.update(_free_run_metrics(model, readout, task, np.concatenate(series), washout))
 
     out = _record(task, loss, metrics, fit_seconds, timings, batch_size * task.steps, readout)
-    out.update(readout_temperature=temperature, washout=washout)
+    out.update(readout_temperature=temperature, washout=washout, train_batches=train_batches)
     if curves is not None:
         out["curves"] = curves
     return out
@@ -287,7 +287,7 @@ def fit_feedback(
     by_step = np.sqrt(np.mean((pred - truth) ** 2, axis=(0, 2))) / _sigma(task, truth)
     metrics.update(train_windows=n_train, test_windows=n_test)
     record = _record(task, loss, metrics, fit_seconds, timings, batch_size * driven, readout)
-    record.update(washout=washout, teacher_noise=noise)
+    record.update(washout=washout, teacher_noise=noise, train_batches=-(-n_train // batch_size))
     record["curves"] = {"free_run_nrmse_by_step": by_step.tolist(), **trace}
     return record
 

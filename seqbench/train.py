@@ -447,7 +447,7 @@ def _run_fitted(cfg: RunConfig, progress) -> RunResult:
     record["solved_step"] = 1 if record.get("solved") else None
     if progress is not None:
         progress(
-            cfg.steps,
+            record["steps_run"],
             record["final_loss"],
             {
                 "baseline": record["baseline_loss"],

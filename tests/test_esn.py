@@ -913,3 +913,14 @@ def test_default_training_batches_give_4n_samples(task_name, T, N, batch, washou
     per_batch = batch * (1 if task.readout == "last" else task.steps - washout)
     assert n == expected
     assert n >= 4 and n * per_batch >= 4 * N and (n == 4 or (n - 1) * per_batch < 4 * N)
+
+
+def test_a_run_records_the_training_batches_its_fit_chose():
+    """steps unset: the fit picks its batches (4 N samples); the record says how many."""
+    from seqbench.config import RunConfig
+    from seqbench.train import run
+
+    cfg = RunConfig(task="copy-task", model="esn", seq_len=10, hidden_size=100, batch_size=2)
+    record = run(cfg).record
+    assert record["steps_run"] == 7  # 4 x 100 samples at 2 x 30 a batch
+    assert record["readout_samples"] == 7 * 2 * 30
