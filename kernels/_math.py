@@ -298,10 +298,10 @@ def tanh_kernel(z):
     return tanh_(z)
 
 
-# (dtype, flag) -> (sigmoid, tanh) for what the kernels call; exact otherwise
+# (dtype, flag) -> (sigmoid, tanh, exp) for what the kernels call; exact otherwise
 _APPROXIMATIONS = {
-    (types.float32, "FAST_FLOAT32"): (sigmoid_fast, tanh_fast),
-    (types.float64, "FAST_FLOAT64"): (sigmoid_f64, tanh_f64),
+    (types.float32, "FAST_FLOAT32"): (sigmoid_fast, tanh_fast, exp_fast),
+    (types.float64, "FAST_FLOAT64"): (sigmoid_f64, tanh_f64, exp_f64),
 }
 
 
@@ -310,6 +310,18 @@ def _pick(z, which, exact):
         if z == dtype and getattr(config, flag):
             return fns[which]
     return exact
+
+
+def exp_kernel(z):
+    """e^z in z's dtype: ``exp_fast`` for float32 (config.FAST_FLOAT32), ``exp_f64`` for
+    float64 under config.FAST_FLOAT64, else exact."""
+    return exp(z)
+
+
+@overload(exp_kernel, inline="always")
+def _exp_kernel(z):
+    f = _pick(z, 2, exp)
+    return lambda z: f(z)
 
 
 @overload(sigmoid_kernel, inline="always")

@@ -108,7 +108,7 @@ class GradientProbe:
         logs = np.full((twin.num_layers * twin.num_directions, T), -np.inf)
         scale_log10, dh_n = 0.0, None  # true dL/dh = stored * 10**scale_log10
         for sl, tape in reversed(tapes):
-            g = twin.backward(tape, dy[:, sl], dh_n)
+            g = twin.backward(tape, dy[:, sl], dh_n, input_grad=False)
             logs[:, sl] = _log10(g.dh_norms) + scale_log10
             carried = g.initial_state if isinstance(g.initial_state, tuple) else (g.initial_state,)
             peak = max(float(np.max(np.abs(a))) for a in carried)

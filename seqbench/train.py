@@ -13,7 +13,6 @@ crosses over). Absent or False: from zeros.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import numpy as np
 
 from .backends import step_engine
 from .config import RunConfig, task_for
+from .head import Head, head_kernels
 from .models import DTYPES, MODELS, build_for_run
 from .tasks.base import Task
 
@@ -33,70 +33,6 @@ class RunResult:
     history: list = field(default_factory=list)  # per-step dicts
     profiles: list = field(default_factory=list)  # (step, layer_dir, t, dh_norm) rows
     weights: dict | None = None  # state_dict names + head.*, where the task keeps weights
-
-
-# ---------------------------------------------------------------- output head
-
-
-def _head_kernels():
-    from .kernels.cpu import head  # numba is imported on first use only
-
-    return head
-
-
-def _same_dtype(*arrays):  # C-contiguous, in their common dtype (the kernels' one signature)
-    dt = np.result_type(*arrays)
-    return [np.ascontiguousarray(a, dtype=dt) for a in arrays]
-
-
-class Head:
-    """Linear output layer trained jointly: per step ("all") or per sequence (last / mean)."""
-
-    def __init__(self, rng, features, outputs, dtype, per_step, readout):
-        k = 1.0 / np.sqrt(features)
-        self.params = {
-            "head.weight": rng.uniform(-k, k, (outputs, features)).astype(dtype),
-            "head.bias": rng.uniform(-k, k, outputs).astype(dtype),
-        }
-        self.per_step = per_step
-        self.readout = readout
-
-    def _features(self, y):  # (B, T, F) -> (B, T, F) or (B, F)
-        if self.per_step:
-            return y
-        return y[:, -1] if self.readout == "last" else y.mean(axis=1)
-
-    def astype(self, dtype) -> Head:
-        """A copy with its parameters cast (the gradient probe's float64 head)."""
-        twin = copy.copy(self)
-        twin.params = {k: v.astype(dtype) for k, v in self.params.items()}
-        return twin
-
-    def forward(self, y):
-        feats = self._features(y)
-        rows, w, b = _same_dtype(feats.reshape(-1, feats.shape[-1]), *self.params.values())
-        out = np.empty((rows.shape[0], w.shape[0]), dtype=w.dtype)
-        _head_kernels().linear_forward(rows, w, b, out)
-        return out.reshape(*feats.shape[:-1], w.shape[0])
-
-    def backward(self, y, dout):
-        """-> (grads of the head, dL/dy (B, T, F))."""
-        w = self.params["head.weight"]
-        feats = self._features(y)
-        O, F = w.shape
-        rows, w, d = _same_dtype(feats.reshape(-1, F), w, dout.reshape(-1, O))
-        dw, db, d_rows = np.empty_like(w), np.empty(O, dtype=w.dtype), np.empty_like(rows)
-        _head_kernels().linear_backward(rows, w, d, dw, db, d_rows)
-        grads = {"head.weight": dw, "head.bias": db}
-        d_feats = d_rows.reshape(feats.shape)
-        if self.per_step:
-            return grads, d_feats
-        dy = np.zeros_like(y)
-        if self.readout == "last":
-            dy[:, -1] = d_feats
-        else:
-            dy[:] = d_feats[:, None, :] / y.shape[1]
-        return grads, dy
 
 
 # ---------------------------------------------------------------- trainer
@@ -215,7 +151,7 @@ class Trainer:
     def _backward(self, tapes, dy):
         grads, norms = {}, []
         for sl, tape in tapes:
-            g = self.model.backward(tape, dy[:, sl])
+            g = self.model.backward(tape, dy[:, sl], input_grad=False)
             for k in self.model.params:
                 grads[k] = grads[k] + g[k] if k in grads else g[k]
             norms.append(g.dh_norms)
@@ -245,7 +181,7 @@ class Trainer:
         logits = out.reshape(-1, out.shape[-1])
         dlogits = np.empty_like(logits)
         idx = np.ascontiguousarray(labels.reshape(-1), dtype=np.int64)
-        loss = _head_kernels().softmax_xent(logits, idx, dlogits)
+        loss = head_kernels().softmax_xent(logits, idx, dlogits)
         return float(loss), dlogits.reshape(out.shape)
 
     def _eval_batches(self):

@@ -122,6 +122,25 @@ def test_backward_matches_finite_differences(case, stack, rng):
         assert _rel_err(g0, _fd(loss, s0)) < 1e-6
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("case", CELL_CASES, ids=case_id)
+def test_backward_without_the_input_gradient(case, backend, rng):
+    """input_grad=False (what the training loop asks): no "input" key, every other gradient
+    bit-identical to a full backward's, stacked and bidirectional."""
+    model = _model(case, backend, layers=2, bi=True)
+    x = rng.standard_normal((2, 4, 3))
+    y, tape = model.forward(x)
+    dy = rng.standard_normal(y.shape)
+    full, lean = model.backward(tape, dy), model.backward(tape, dy, input_grad=False)
+    assert "input" in full and "input" not in lean
+    assert set(full) - {"input"} == set(lean)
+    for name in lean:
+        np.testing.assert_array_equal(lean[name], full[name], err_msg=name)
+    np.testing.assert_array_equal(lean.dh_norms, full.dh_norms)
+    for a, b in zip(_as_tuple(lean.initial_state), _as_tuple(full.initial_state), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_dh_norms_are_the_state_gradient_norms(rng):
     """Unidirectional, one layer: dh_norms[t] = mean_b ||dL/dh_t|| with dL/dh_T = dy_T."""
     model = _model(("gru", {}), "numba", layers=1)

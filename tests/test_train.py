@@ -307,6 +307,34 @@ def test_head_and_loss_kernels_match_numpy(dtype):
         k.softmax_xent(out, np.full(N, O), dlogits)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_head_products_agree_on_the_loop_and_the_blas_path(dtype, monkeypatch):
+    """seqbench.head sends small products to the compiled loops and large ones to BLAS: both
+    paths give numpy's answer, in the arrays' dtype."""
+    from seqbench import head
+
+    rng = np.random.default_rng(2)
+    N, F, O = 41, 23, 11
+    rows, w = rng.standard_normal((N, F)).astype(dtype), rng.standard_normal((O, F)).astype(dtype)
+    b, d = rng.standard_normal(O).astype(dtype), rng.standard_normal((N, O)).astype(dtype)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    want = (rows @ w.T + b, d.T @ rows, d.sum(0), d @ w)
+    for macs in (1 << 40, 0):  # every product to the loops, then every one to BLAS
+        monkeypatch.setattr(head, "GEMM_MACS", macs)
+        got = (head.linear_forward(rows, w, b), *head.linear_backward(rows, w, d))
+        for g, x in zip(got, want, strict=True):
+            assert g.dtype == dtype and g.shape == x.shape
+            np.testing.assert_allclose(g, x, rtol=tol, atol=tol)
+
+
+def test_pipeline_gradients_through_the_blas_head(monkeypatch):
+    """The finite-difference check of the whole pipeline with the head on its BLAS path."""
+    from seqbench import head
+
+    monkeypatch.setattr(head, "GEMM_MACS", 0)
+    test_pipeline_gradients_match_finite_differences("adding", "last")
+
+
 def test_trainer_arrays_are_one_buffer_and_loaded_weights_are_honoured():
     """Model and head arrays are views of the Trainer's flat buffer; weights loaded between
     steps take effect (copied into the buffer), as when the optimizer read the dicts."""

@@ -160,12 +160,15 @@ def _prev_wgrad(d, seq, first):
     return out
 
 
-def _input_grads(dx_proj, x_d, p):
-    """weight_ih, bias_ih and dL/dx (T, B, I) of the hoisted input projection."""
+def _input_grads(dx_proj, x_d, p, need_dx):
+    """weight_ih, bias_ih and dL/dx (T, B, I) of the hoisted input projection (dL/dx: None
+    unless need_dx)."""
     T, B, _ = dx_proj.shape
-    w = weights(p["weight_ih"])
-    dx = _empty((T, B, w.shape[1]), w.dtype)
-    _common().gemm(_flat(dx_proj), w, _flat(dx))
+    dx = None
+    if need_dx:
+        w = weights(p["weight_ih"])
+        dx = _empty((T, B, w.shape[1]), w.dtype)
+        _common().gemm(_flat(dx_proj), w, _flat(dx))
     return _wgrad(dx_proj, x_d), _colsum(dx_proj), dx
 
 
@@ -174,7 +177,7 @@ def _down(grads, dx, dstate0, dh_norms):
     host = {k: v.copy_to_host() for k, v in grads.items()}
     return (
         host,
-        dx.copy_to_host().transpose(1, 0, 2),
+        None if dx is None else dx.copy_to_host().transpose(1, 0, 2),
         tuple(s.copy_to_host() for s in dstate0),
         dh_norms.copy_to_host(),
     )
@@ -218,9 +221,9 @@ def forward(cell, p, x, state0, opts):
     return y, (state_n, *(s[T - 1].copy_to_host() for s in others)), cache
 
 
-def backward(cell, p, cache, dout, dstate_n):
+def backward(cell, p, cache, dout, dstate_n, need_dx=True):
     bw = cell.backward
-    v = dict(cache)
+    v = dict(cache, need_dx=need_dx)
     T, B, _ = v["x_d"].shape
     dt = p["weight_ih"].dtype
     _allocate(bw.buffers, layer_dims(cell, p, B, T, dstate_n), dt, v)
@@ -235,7 +238,7 @@ def backward(cell, p, cache, dout, dstate_n):
 
 
 _OPS = GradientOps(
-    lambda v, p, d: _input_grads(v[d], v["x_d"], p),
+    lambda v, p, d: _input_grads(v[d], v["x_d"], p, v["need_dx"]),
     _prev_wgrad,
     _wgrad,
     lambda v, d: _colsum(v[d]),

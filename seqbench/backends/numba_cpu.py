@@ -139,10 +139,10 @@ def forward(plan, p, x, state0, opts):
     return y, tuple([s[-1].copy() for s in seqs]), cache
 
 
-def backward(plan, p, cache, dout, dstate_n):
+def backward(plan, p, cache, dout, dstate_n, need_dx=True):
     cell = plan.cell
     bw, args = cell.backward, cell.backward.rows_args
-    v = dict(cache)
+    v = dict(cache, need_dx=need_dx)
     v.update(p)
     T, B, _ = v["x_tm"].shape
     dims = layer_dims(cell, p, B, T, dstate_n)
@@ -164,17 +164,21 @@ def backward(plan, p, cache, dout, dstate_n):
         per_block=(part, *sums.values()),
     )
     g, dx = assemble_gradients(cell, _OPS, v, p)
-    return g, dx.transpose(1, 0, 2), cell.pick_grads_out(v), block_means(part, B)
+    dx = None if dx is None else dx.transpose(1, 0, 2)
+    return g, dx, cell.pick_grads_out(v), block_means(part, B)
 
 
 # ---------------------------------------------------------------- weight gradients
 
 
 def _input_grads(v, p, d):
-    """weight_ih, bias_ih and dL/dx (T, B, I) from v[d] = dL/d(x W_ih^T): two GEMMs."""
+    """weight_ih, bias_ih and dL/dx (T, B, I) from v[d] = dL/d(x W_ih^T): two GEMMs (dL/dx:
+    None where v["need_dx"] is False)."""
     dx_proj = v[d]
     T, B, G = dx_proj.shape
-    dx = gemm(dx_proj.reshape(T * B, G), p["weight_ih"]).reshape(T, B, -1)
+    dx = None
+    if v["need_dx"]:
+        dx = gemm(dx_proj.reshape(T * B, G), p["weight_ih"]).reshape(T, B, -1)
     return _wgrad(dx_proj, v["x_tm"]), _column_sums(v, d), dx
 
 

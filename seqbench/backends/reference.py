@@ -208,11 +208,22 @@ def jordan_backward(p, cache, dout, dstate_n):
     return _through_time(p, x, dout, dstate_n, step)
 
 
+def _contract(backward):
+    """backward(p, cache, dout, dstate_n, need_dx=True) as the layer contract has it: dL/dx
+    None unless asked for (the oracle computes it anyway: plain, not fast)."""
+
+    def run(p, cache, dout, dstate_n, need_dx=True):
+        g, dx, d, norms = backward(p, cache, dout, dstate_n)
+        return g, dx if need_dx else None, d, norms
+
+    return run
+
+
 LAYERS = {
-    "elman": (elman_forward, elman_backward),
-    "jordan": (jordan_forward, jordan_backward),
-    "lstm": (lstm_forward, lstm_backward),
-    "gru": (gru_forward, gru_backward),
+    "elman": (elman_forward, _contract(elman_backward)),
+    "jordan": (jordan_forward, _contract(jordan_backward)),
+    "lstm": (lstm_forward, _contract(lstm_backward)),
+    "gru": (gru_forward, _contract(gru_backward)),
 }
 
 
