@@ -186,10 +186,10 @@ def test_lstm_forget_bias_and_seeding():
     assert not np.array_equal(a.params["weight_hh_l0"], c.params["weight_hh_l0"])
 
 
-def _check_against_reference(case, dtype, rng, B, T, I, H, **stack):
+def _check_against_reference(case, dtype, rng, B, T, I, H, x=None, **stack):
     """Forward and backward of the numba model equal the NumPy reference's."""
     ref, fast = (_model(case, b, dtype, I=I, H=H, **stack) for b in ("numpy", "numba"))
-    x = rng.standard_normal((B, T, I))
+    x = rng.standard_normal((B, T, I)) if x is None else x
     h0 = _random_state(ref, rng, B)
     y_ref, tape_ref = ref.forward(x, h0)
     dy = rng.standard_normal(y_ref.shape)
@@ -206,6 +206,57 @@ def _check_against_reference(case, dtype, rng, B, T, I, H, **stack):
 def test_wide_input_path_matches_reference(case, dtype, rng):
     """I above the fused-input limit: the input projection runs as one hoisted GEMM."""
     _check_against_reference(case, dtype, rng, 3, 5, 40, 5, layers=2, bi=True)
+
+
+def _one_hot_x(rng, B, T, I, dtype="float64"):  # token -1: a row of zeros
+    tokens = rng.integers(-1, I, (B, T))
+    return (tokens[..., None] == np.arange(I)).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", CELL_CASES, ids=case_id)
+def test_one_hot_input_path_matches_reference(case, dtype, rng):
+    """A one-hot x (rows of zeros too) wider than the fused-input limit: its projection is a
+    gather and dW_ih a scatter (kernels/cpu/onehot.py); the layers above get dense input."""
+    x = _one_hot_x(rng, 3, 5, 40, dtype)
+    _check_against_reference(case, dtype, rng, 3, 5, 40, 5, x=x, layers=2, bi=True)
+
+
+def test_one_hot_path_is_taken_and_its_forward_is_the_gemms_exactly(rng, monkeypatch):
+    """The gather gives the GEMM's numbers bit for bit (one product with 1.0, zeros added);
+    dW_ih sums the same terms in another order."""
+    from seqbench.kernels.cpu import onehot
+
+    model = _model(("lstm", {}), "numba", "float32", I=40, H=5)
+    x = _one_hot_x(rng, 4, 6, 40, "float32")
+    y, tape = model.forward(x)
+    assert tape.caches[0]["x_idx"] is not None
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    g = model.backward(tape, dy)
+    # now as if x were not one-hot: the two GEMMs
+    monkeypatch.setattr(onehot, "one_hot_index", lambda a: np.empty(0, dtype=np.int64))
+    y2, tape2 = model.forward(x)
+    assert tape2.caches[0]["x_idx"] is None
+    np.testing.assert_array_equal(y, y2)
+    g2 = model.backward(tape2, dy)
+    for k in g:
+        np.testing.assert_allclose(g[k], g2[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+@pytest.mark.parametrize(
+    "row, one_hot",
+    [([0, 1, 0], True), ([0, 0, 0], True), ([1, 1, 0], False), ([0, 2, 0], False),
+     ([0, 0.5, 0], False), ([0, np.nan, 0], False), ([-1, 0, 0], False)],
+)  # fmt: skip
+def test_one_hot_index_accepts_only_one_hot_rows(row, one_hot):
+    from seqbench.kernels.cpu import onehot
+
+    x = np.array([[1.0, 0, 0], row, [0, 0, 1.0]])
+    idx = onehot.one_hot_index(x)
+    if one_hot:
+        assert idx.tolist() == [0, int(np.argmax(row)) if any(row) else -1, 2]
+    else:
+        assert idx.size == 0
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

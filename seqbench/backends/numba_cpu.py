@@ -30,22 +30,37 @@ def _time_major(a):  # (B, T, F) -> C-contiguous (T, B, F)
     return buffers.contiguous(a.transpose(1, 0, 2))
 
 
-def _project(x_tm, w, b=None):  # (T, B, I) @ (G, I)^T [+ (G,)] -> (T, B, G), one GEMM
+def _onehot():
+    from seqbench.kernels.cpu import onehot
+
+    return onehot
+
+
+def _project(x_tm, w, b=None):
+    """(T, B, I) @ (G, I)^T [+ (G,)] -> ((T, B, G), idx): one GEMM; or, where every row of x
+    is one-hot (or zero), a gather of W_ih^T's rows, idx (T*B,) their indices (else None)."""
     T, B, I = x_tm.shape
-    out = gemm(x_tm.reshape(T * B, I), w, trans_b=True)
-    if b is not None:
-        out += b
-    return out.reshape(T, B, w.shape[0])
+    flat = x_tm.reshape(T * B, I)
+    idx = _onehot().one_hot_index(flat)
+    if idx.size == 0:
+        out = gemm(flat, w, trans_b=True)
+        if b is not None:
+            out += b
+        return out.reshape(T, B, w.shape[0]), None
+    out = buffers.empty((T * B, w.shape[0]), dtype=np.result_type(x_tm, w))
+    _onehot().gather_rows(np.ascontiguousarray(w.T), idx, b, out)
+    return out.reshape(T, B, w.shape[0]), idx
 
 
 def _input_side(x, w_ih, b_ih=None, fusable=True):
-    """-> (x_tm, x_proj, x_in, w_ih_t): the input projection of all steps as one GEMM
-    (x_proj, with b_ih if given), or, for small I, x and W_ih^T for the kernel to fuse."""
+    """-> (x_tm, idx, x_proj, x_in, w_ih_t): the input projection of all steps (x_proj, with
+    b_ih if given) as one GEMM, or a gather for one-hot x (idx: _project); or, for small I,
+    x and W_ih^T for the kernel to fuse."""
     x_tm = _time_major(x)  # also kept for dW_ih in backward
     fused = fusable and _fused_input(x, w_ih)
-    x_proj = None if fused else _project(x_tm, w_ih, b_ih)
+    x_proj, idx = (None, None) if fused else _project(x_tm, w_ih, b_ih)
     x_in, w_ih_t = fused or (None, None)
-    return x_tm, x_proj, x_in, w_ih_t
+    return x_tm, idx, x_proj, x_in, w_ih_t
 
 
 def _wgrad(d, inp):  # sum_t d_t^T inp_t: (T, B, G), (T, B, K) -> (G, K), one GEMM
@@ -113,7 +128,7 @@ def forward(plan, p, x, state0, opts):
     v = dict(p)  # every argument by its declared name (cell_kernels.py)
     v.update(zip(cell.initial, state0, strict=True))
     v.update(cell.options(opts))
-    x_tm, v["x_proj"], v["x"], v["weight_ih.T"] = _input_side(
+    x_tm, idx, v["x_proj"], v["x"], v["weight_ih.T"] = _input_side(
         x, p["weight_ih"], None if plan.fold_bias else p["bias_ih"], cell.fused_input
     )
     for name, param in args.transposed:
@@ -135,7 +150,7 @@ def forward(plan, p, x, state0, opts):
     seqs = cell.pick_sequences(v)
     y = v["y"] if plan.writes_y else seqs[0].transpose(1, 0, 2)
     cache = dict(zip(fw.keep, fw.pick_keep(v), strict=True))
-    cache["x_tm"] = x_tm
+    cache["x_tm"], cache["x_idx"] = x_tm, idx
     return y, tuple([s[-1].copy() for s in seqs]), cache
 
 
@@ -179,7 +194,17 @@ def _input_grads(v, p, d):
     dx = None
     if v["need_dx"]:
         dx = gemm(dx_proj.reshape(T * B, G), p["weight_ih"]).reshape(T, B, -1)
-    return _wgrad(dx_proj, v["x_tm"]), _column_sums(v, d), dx
+    return _input_wgrad(dx_proj, v["x_tm"], v["x_idx"]), _column_sums(v, d), dx
+
+
+def _input_wgrad(d, x_tm, idx):
+    """dW_ih = sum_t d_t^T x_t: one GEMM, or for one-hot x (idx) a scatter of d's rows."""
+    if idx is None:
+        return _wgrad(d, x_tm)
+    T, B, G = d.shape
+    w_t = buffers.empty((x_tm.shape[2], G), dtype=d.dtype)
+    _onehot().scatter_rows(d.reshape(T * B, G), idx, w_t)
+    return np.ascontiguousarray(w_t.T)
 
 
 def _column_sums(v, name):
