@@ -3,11 +3,14 @@ features, per step ("all") or per sequence (last / mean), trained jointly with t
 
 Its three products (logits, dL/dW, dL/dfeatures) go to BLAS through
 ``backends.cpu_runtime.gemm`` (BLAS held to one thread, rows split over seqbench's pool)
-once a product has ``GEMM_MACS`` multiply-adds or more, and to the compiled loops of
-kernels/cpu/head.py below that, where a BLAS call's fixed cost (~10-25 us here) would
-dominate. The char-lm head (3200 rows x 128 features x 96 classes a step) took 9.2 ms of a
-22 ms Elman step in those loops (one thread, Intel Xeon, quiet); see the module's tests for
-the two paths agreeing.
+once a product has ``GEMM_MACS`` multiply-adds or more and the head ``GEMM_MIN_OUTPUTS``
+outputs or more, and to the compiled loops of kernels/cpu/head.py otherwise: below the first a
+BLAS call's fixed cost (~10-25 us here) dominates, and below the second BLAS's skinny product
+is no faster than the loops' vectorised dot products (2560 x 128 features, Intel Xeon, quiet,
+forward + backward: 10 outputs 0.83 ms loops / 0.87 ms BLAS on one thread, 0.74 / 1.0 ms on
+two; 16 outputs 1.46 / 0.88 ms). The char-lm head (3200 rows x 128 features x 96 classes) took
+9.2 ms of a 22 ms Elman step in the loops, 2.2 ms on BLAS. tests/test_train.py checks that the
+two paths agree.
 """
 
 from __future__ import annotations
@@ -16,8 +19,14 @@ import copy
 
 import numpy as np
 
-# A head product with at least this many multiply-adds goes to BLAS.
+# A head product with at least this many multiply-adds, and a head of at least this many
+# outputs, goes to BLAS.
 GEMM_MACS = 1 << 16
+GEMM_MIN_OUTPUTS = 16
+
+
+def _on_blas(rows, w) -> bool:
+    return w.shape[0] >= GEMM_MIN_OUTPUTS and rows.shape[0] * w.size >= GEMM_MACS
 
 
 def head_kernels():
@@ -39,7 +48,7 @@ def _same_dtype(*arrays):  # C-contiguous, in their common dtype (the kernels' o
 
 def linear_forward(rows, w, b):
     """rows (N, F) @ w.T (O, F) + b (O,) -> (N, O)."""
-    if rows.shape[0] * w.size < GEMM_MACS:
+    if not _on_blas(rows, w):
         out = np.empty((rows.shape[0], w.shape[0]), dtype=w.dtype)
         head_kernels().linear_forward(rows, w, b, out)
         return out
@@ -50,7 +59,7 @@ def linear_forward(rows, w, b):
 
 def linear_backward(rows, w, d):
     """-> (dw (O, F), db (O,), drows (N, F)) for dL/dout = d (N, O)."""
-    if rows.shape[0] * w.size < GEMM_MACS:
+    if not _on_blas(rows, w):
         dw, db, d_rows = np.empty_like(w), np.empty(w.shape[0], dtype=w.dtype), np.empty_like(rows)
         head_kernels().linear_backward(rows, w, d, dw, db, d_rows)
         return dw, db, d_rows

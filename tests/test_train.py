@@ -321,6 +321,7 @@ def test_head_products_agree_on_the_loop_and_the_blas_path(dtype, monkeypatch):
     want = (rows @ w.T + b, d.T @ rows, d.sum(0), d @ w)
     for macs in (1 << 40, 0):  # every product to the loops, then every one to BLAS
         monkeypatch.setattr(head, "GEMM_MACS", macs)
+        monkeypatch.setattr(head, "GEMM_MIN_OUTPUTS", 0)
         got = (head.linear_forward(rows, w, b), *head.linear_backward(rows, w, d))
         for g, x in zip(got, want, strict=True):
             assert g.dtype == dtype and g.shape == x.shape
@@ -332,6 +333,7 @@ def test_pipeline_gradients_through_the_blas_head(monkeypatch):
     from seqbench import head
 
     monkeypatch.setattr(head, "GEMM_MACS", 0)
+    monkeypatch.setattr(head, "GEMM_MIN_OUTPUTS", 0)
     test_pipeline_gradients_match_finite_differences("adding", "last")
 
 

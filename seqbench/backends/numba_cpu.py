@@ -36,29 +36,35 @@ def _onehot():
     return onehot
 
 
-def _project(x_tm, w, b=None):
-    """(T, B, I) @ (G, I)^T [+ (G,)] -> ((T, B, G), idx): one GEMM; or, where every row of x
-    is one-hot (or zero), a gather of W_ih^T's rows, idx (T*B,) their indices (else None)."""
+def _one_hot_rows(x_tm):
+    """(T*B,) the column of each row's 1.0 (-1: a zero row) if x (T, B, I) is one-hot, else
+    None (kernels/cpu/onehot.py; a dense x is told apart at its first element)."""
+    idx = _onehot().one_hot_index(x_tm.reshape(-1, x_tm.shape[2]))
+    return idx if idx.size else None
+
+
+def _project(x_tm, w, b=None, idx=None):
+    """(T, B, I) @ (G, I)^T [+ (G,)] -> (T, B, G): one GEMM, or for one-hot x (idx) a gather
+    of W_ih^T's rows."""
     T, B, I = x_tm.shape
-    flat = x_tm.reshape(T * B, I)
-    idx = _onehot().one_hot_index(flat)
-    if idx.size == 0:
-        out = gemm(flat, w, trans_b=True)
+    if idx is None:
+        out = gemm(x_tm.reshape(T * B, I), w, trans_b=True)
         if b is not None:
             out += b
-        return out.reshape(T, B, w.shape[0]), None
+        return out.reshape(T, B, w.shape[0])
     out = buffers.empty((T * B, w.shape[0]), dtype=np.result_type(x_tm, w))
     _onehot().gather_rows(np.ascontiguousarray(w.T), idx, b, out)
-    return out.reshape(T, B, w.shape[0]), idx
+    return out.reshape(T, B, w.shape[0])
 
 
 def _input_side(x, w_ih, b_ih=None, fusable=True):
     """-> (x_tm, idx, x_proj, x_in, w_ih_t): the input projection of all steps (x_proj, with
-    b_ih if given) as one GEMM, or a gather for one-hot x (idx: _project); or, for small I,
-    x and W_ih^T for the kernel to fuse."""
+    b_ih if given) as one GEMM, or a gather for one-hot x (idx: _one_hot_rows, which backward
+    also reads for dW_ih); or, for small I, x and W_ih^T for the kernel to fuse."""
     x_tm = _time_major(x)  # also kept for dW_ih in backward
+    idx = _one_hot_rows(x_tm)
     fused = fusable and _fused_input(x, w_ih)
-    x_proj, idx = (None, None) if fused else _project(x_tm, w_ih, b_ih)
+    x_proj = None if fused else _project(x_tm, w_ih, b_ih, idx)
     x_in, w_ih_t = fused or (None, None)
     return x_tm, idx, x_proj, x_in, w_ih_t
 
