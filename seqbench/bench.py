@@ -28,9 +28,7 @@ ms).
 - forward: ``model.forward(x)`` against torch under ``no_grad`` (inference).
 - train step: forward + backward of the summed output (dL/dy = 1), against
   ``module(x)[0].sum().backward()``; parameter gradients included on both sides.
-
-torch is optional: without it the torch columns show '-'.
-
+torch is optional: without it the torch columns show '-'. Every table's title names the CPU.
 ``--train-step``: the whole step of ``seqbench run`` (``Trainer.step``, a run's defaults) against
 the torch backend's (the plain torch loop), ``--task`` at ``--step-shape``, processes as above.
 
@@ -162,6 +160,12 @@ def set_threads(n: int | None) -> int:
     if torch is not None:
         torch.set_num_threads(n)
     return n
+
+
+def _on(threads) -> str:  # every figure names its CPU
+    from .results.provenance import environment
+
+    return f"{threads} threads, {environment()['cpu']}"
 
 
 def _peer_note() -> str:
@@ -363,7 +367,7 @@ def main(args) -> int:
         else f"one process, in turn, median of {args.repeat}"
     )
     table = Table(
-        title=f"seqbench ({args.backend}) vs torch, {how}, {threads} threads",
+        title=f"seqbench ({args.backend}) vs torch, {how}, {_on(threads)}",
         caption="ratio = torch time / seqbench time (> 1: seqbench faster; in brackets the "
         "range over pairs); "
         f"train = forward + backward of sum(y); gates: {config.gate_functions()}{_peer_note()}",
@@ -435,7 +439,7 @@ def train_step_table(args, cells, dtypes, threads):
     table = Table(
         title=f"whole training step, {args.task} B,T,H={shape}, {run}: seqbench "
         f"({args.backend}) vs the torch backend, each side in its own process, {args.pairs} "
-        f"pairs alternated, median of {args.repeat}, {threads} threads",
+        f"pairs alternated, median of {args.repeat}, {_on(threads)}",
         caption="step = batch, forward, head, loss, BPTT, clip, optimizer, as seqbench run "
         "takes it (Trainer.step); ratio = torch time / seqbench time (> 1: seqbench faster; "
         f"in brackets the range over pairs){_peer_note()}",
@@ -456,7 +460,7 @@ def roofline_table(rows, peaks, threads):
 
     peak_text = ", ".join(f"{v:.0f} GFLOP/s {k}" for k, v in peaks.items())
     table = Table(
-        title=f"matrix-product rate, {threads} threads",
+        title=f"matrix-product rate, {_on(threads)}",
         caption=f"GEMM peak here (BLAS, square, {threads} threads, best before and after): "
         f"{peak_text}; "
         "FLOPs of the matrix products only (gate functions left out)",
