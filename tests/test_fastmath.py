@@ -252,7 +252,8 @@ def test_training_outcome_matches_exact_activations(task):
     a long copy task cut short, is chaotic, as float32 rounding alone sends trajectories
     apart, so it cannot tell the two apart. The final loss is the one at the evaluation that
     first passed the bar, and where under the bar it lands moves with any float32 rounding
-    change: 1.3% of the copy task's baseline apart when the head's products moved to BLAS.)"""
+    change: 1.3% of the copy task's baseline apart once the softmax's exponentials and the
+    head's products summed in another order.)"""
     import json
     import os
     import subprocess
