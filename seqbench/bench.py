@@ -59,6 +59,7 @@ SETTLE_S = 0.02  # pause before each timed call: the other side's idle threads g
 DEFAULT_PAIRS = 3  # torch, seqbench alternations per case
 STEP_SHAPES = {"copy-task": "64,20,128", "char-lm": "32,100,256"}  # --train-step's B,T,H
 PEAK_N = {"float32": 1536, "float64": 1024}  # square GEMMs long enough for BLAS's steady rate
+BESIDE = []  # what ran beside the timing (bench_reservoir.busy_neighbour), for the titles
 
 
 def add_arguments(parser) -> None:
@@ -162,10 +163,10 @@ def set_threads(n: int | None) -> int:
     return n
 
 
-def _on(threads) -> str:  # every figure names its CPU
+def _on(threads) -> str:  # every figure names its CPU, and a busy neighbour (BESIDE)
     from .results.provenance import environment
 
-    return f"{threads} threads, {environment()['cpu']}"
+    return ", ".join([f"{threads} threads", environment()["cpu"], *BESIDE])
 
 
 def _peer_note() -> str:
@@ -282,11 +283,13 @@ def measure_isolated(cell, shape, dtype, repeat=5, backend="numba", pairs=DEFAUL
                                                    ("fwd", "train"), worker)}  # fmt: skip
 
 
-def alternated(job, pairs, with_torch, kinds, worker=None) -> dict:
-    """Workers for ``job``, torch then seqbench, ``pairs`` times; per kind each side's median
-    of its per-process medians (ms), the ratio torch / seqbench and its range over pairs."""
+def alternated(job, pairs, with_peer, kinds, worker=None, peer="torch") -> dict:
+    """Workers for ``job``, the peer (torch or another library) then seqbench, ``pairs`` times;
+    per kind each side's median of its per-process medians (ms), the ratio peer / seqbench and
+    its range over pairs; the peer's keys None without it (or without torch installed)."""
     worker = worker or run_worker
-    sides = ["torch", "seqbench"] if with_torch and _torch() is not None else ["seqbench"]
+    with_peer = with_peer and (peer != "torch" or _torch() is not None)
+    sides = [peer, "seqbench"] if with_peer else ["seqbench"]
     runs = {side: [] for side in sides}
     for _ in range(pairs):
         for side in sides:
@@ -294,11 +297,11 @@ def alternated(job, pairs, with_torch, kinds, worker=None) -> dict:
     out = {"pairs": pairs, "first_call_s": runs["seqbench"][0]["first_call_s"]}
     for kind in kinds:
         per = {s: [statistics.median(r[f"{kind}_ms"]) for r in runs[s]] for s in sides}
-        for side in ("seqbench", "torch"):
+        for side in ("seqbench", peer):
             out[f"{side}_{kind}"] = statistics.median(per[side]) if side in per else None
-        ts, ss = out[f"torch_{kind}"], out[f"seqbench_{kind}"]
+        ts, ss = out[f"{peer}_{kind}"], out[f"seqbench_{kind}"]
         out[f"ratio_{kind}"] = ts / ss if ts is not None else None
-        pair_ratios = [t / s for t, s in zip(per.get("torch", []), per["seqbench"], strict=False)]
+        pair_ratios = [t / s for t, s in zip(per.get(peer, []), per["seqbench"], strict=False)]
         out[f"ratio_{kind}_range"] = (min(pair_ratios), max(pair_ratios)) if pair_ratios else None
     return out
 
@@ -374,14 +377,8 @@ def main(args) -> int:
     )
     for col in ("cell", "B,T,I,H", "dtype"):
         table.add_column(col)
-    for col in (
-        "seqbench fwd ms",
-        "torch fwd ms",
-        "ratio",
-        "seqbench train ms",
-        "torch train ms",
-        "ratio",
-    ):
+    for col in ("seqbench fwd ms", "torch fwd ms", "ratio", "seqbench train ms",
+                "torch train ms", "ratio"):  # fmt: skip
         table.add_column(col, justify="right")
     rows, peaks = [], {}
     with console.status("timing...") as status:

@@ -43,7 +43,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from . import bench
+from . import bench, bench_reservoir
 from .errors import ConfigError
 from .results.storage import write_atomic
 
@@ -61,6 +61,7 @@ COLUMNS = ["cell", "B", "T", "I", "H", "dtype", "implementation", "phase", "medi
 def add_arguments(parser) -> None:
     """``seqbench bench``'s arguments and the table's."""
     bench.add_arguments(parser)
+    bench_reservoir.add_arguments(parser)
     parser.add_argument(
         "--table",
         nargs="?",
@@ -79,9 +80,12 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    if args.table is None:
-        return bench.main(args)
-    return write_table(args)
+    if args.table is not None:
+        if args.busy:
+            raise ConfigError("--table records a quiet machine; leave --busy out")
+        return write_table(args)
+    with bench_reservoir.busy_neighbour(args.busy):
+        return (bench_reservoir.main if args.reservoir else bench.main)(args)
 
 
 def _csv(values) -> str:

@@ -12,6 +12,7 @@ after torch's, for up to ~100 ms.
 A job with ``run`` (a RunConfig's fields: ``seqbench bench --train-step``) times the whole
 training step instead, ``Trainer.step`` on a fresh batch as ``seqbench run`` takes it: on the
 config's backend for side "seqbench", on the torch backend for side "torch" (``train_ms``).
+A ``reservoir`` job times the echo-state reservoir or ReservoirPy (``seqbench.bench_reservoir``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ import time
 def time_side(job: dict) -> dict:
     from .bench import SeqbenchCase, TorchCase, _timed, set_threads
 
+    if job.get("reservoir"):
+        from .bench_reservoir import time_side as time_reservoir
+
+        return time_reservoir(job)
     threads = set_threads(job.get("threads"))
     if "run" in job:
         return _time_steps(job, threads)
