@@ -28,6 +28,10 @@ Weight gradients are a list of terms; both backends assemble them the same way:
     same_step(w, d, seq)      w = sum_t d_t^T seq_t
     column_sums(b, d)         b = sum over t and batch of d
 
+d names a buffer, or the buffers and column ranges that lie side by side in it, bounds in
+dimension names: "dx_proj[:2H] dhn" is dx_proj's columns [0, 2H) and then dhn's. Each part's
+gradient is computed alone and the rows stacked, so d is never put together in memory.
+
 A new cell is its two kernel modules, one ``Cell`` below (ELMAN is the smallest to copy) and
 its line in ``CELLS``; neither backend changes.
 """
@@ -36,9 +40,34 @@ from __future__ import annotations
 
 import functools
 import operator
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
+
+
+class Part(NamedTuple):
+    """Columns [start, stop) of a (T, B, .) buffer, bounds as dimension names ("": the edge)."""
+
+    buffer: str
+    start: str = ""
+    stop: str = ""
+
+    def columns(self, dims):  # a slice of the columns, or None for all of them
+        if not (self.start or self.stop):
+            return None
+        start, stop = (dims[b] if b else None for b in (self.start, self.stop))
+        return slice(start, stop)
+
+
+_PART = re.compile(r"(\w+)(?:\[(\w*):(\w*)\])?")
+
+
+def _parts(d):  # "dx_proj[:2H] dhn" -> (Part("dx_proj", "", "2H"), Part("dhn"))
+    parts = [_PART.fullmatch(s) for s in d.split()]
+    if not parts or None in parts:
+        raise ValueError(f"not buffer names or buffer[start:stop] ranges: {d!r}")
+    return tuple(Part(*m.groups(default="")) for m in parts)
 
 
 class Term(NamedTuple):
@@ -46,25 +75,25 @@ class Term(NamedTuple):
 
     kind: str
     name: str
-    d: str
+    d: tuple  # Parts: their rows of the gradient, in order
     seq: str = ""  # the sequence d_t^T multiplies
     first: str = ""  # after_state: the state before the first step
 
 
 def input_projection(d):
-    return Term("input", "weight_ih", d)
+    return Term("input", "weight_ih", _parts(d))
 
 
 def after_state(name, d, state):
-    return Term("after_state", name, d, f"{state}_seq", f"{state}0")
+    return Term("after_state", name, _parts(d), f"{state}_seq", f"{state}0")
 
 
 def same_step(name, d, seq):
-    return Term("same_step", name, d, seq)
+    return Term("same_step", name, _parts(d), seq)
 
 
 def column_sums(name, d):
-    return Term("column_sums", name, d)
+    return Term("column_sums", name, _parts(d))
 
 
 def _no_options(opts):
@@ -156,7 +185,9 @@ class Cell:
         set_("product", picker(self.step_product))
         set_("product_back", picker(self.step_product[::-1]))
         # dimensions with a factor ("4H"), computed per call next to the plain ones
-        scaled = {d for p in (self.forward, self.backward) for d in p.dim_names if d[:-1].isdigit()}
+        bounds = {b for term in self.gradients for part in term.d for b in part[1:]}
+        names = {d for p in (self.forward, self.backward) for d in p.dim_names} | bounds
+        scaled = {d for d in names if d[:-1].isdigit()}
         set_("scaled", tuple((d, int(d[:-1]), d[-1]) for d in sorted(scaled)))
 
 
@@ -170,37 +201,48 @@ def layer_dims(cell, p, B, T, state0):
 
 
 class GradientOps(NamedTuple):
-    """A backend's primitives for the gradient terms, over its own arrays."""
+    """A backend's primitives for the gradient terms, over its own arrays; ``cols`` picks d's
+    columns (a slice), None all of them."""
 
     input_grads: Callable  # (v, p, d) -> (dW_ih, db_ih, dL/dx time-major)
-    after_state: Callable  # (d, seq, first) -> sum_t d_t^T seq_{t-1}, seq_{-1} = first
-    same_step: Callable  # (d, seq) -> sum_t d_t^T seq_t
-    column_sums: Callable  # (v, d) -> column sums of v[d]
+    after_state: Callable  # (d, cols, seq, first) -> sum_t d_t^T seq_{t-1}, seq_{-1} = first
+    same_step: Callable  # (d, cols, seq) -> sum_t d_t^T seq_t
+    column_sums: Callable  # (v, d, cols) -> column sums of v[d]
+    stack: Callable  # [arrays] -> their rows stacked, one array (a single one: itself)
 
 
-def assemble_gradients(cell, ops, v, p):
+def assemble_gradients(cell, ops, v, p, dims):
     """({weight name: gradient}, dL/dx time-major) of one backward: the cell's terms, each
-    computed by the backend's ``ops`` from the call's arrays ``v``."""
+    computed by the backend's ``ops`` from the call's arrays ``v`` (dims: layer_dims)."""
     g = {}
     for term in cell.gradients:
-        _TERMS[term.kind](g, term, ops, v, p)
+        _TERMS[term.kind](g, term, ops, v, p, dims)
     return g, g.pop("input")
 
 
-def _input_term(g, term, ops, v, p):
-    g["weight_ih"], g["bias_ih"], g["input"] = ops.input_grads(v, p, term.d)
+def _stacked(ops, term, dims, grad):
+    """grad(buffer name, columns) of each part of term.d, its rows stacked in order."""
+    return ops.stack([grad(part.buffer, part.columns(dims)) for part in term.d])
 
 
-def _after_state_term(g, term, ops, v, p):
-    g[term.name] = ops.after_state(v[term.d], v[term.seq], v[term.first])
+def _input_term(g, term, ops, v, p, dims):
+    (part,) = term.d  # the whole of one buffer
+    g["weight_ih"], g["bias_ih"], g["input"] = ops.input_grads(v, p, part.buffer)
 
 
-def _same_step_term(g, term, ops, v, p):
-    g[term.name] = ops.same_step(v[term.d], v[term.seq])
+def _after_state_term(g, term, ops, v, p, dims):
+    seq, first = v[term.seq], v[term.first]
+    grad = lambda d, cols: ops.after_state(v[d], cols, seq, first)  # noqa: E731
+    g[term.name] = _stacked(ops, term, dims, grad)
 
 
-def _column_sums_term(g, term, ops, v, p):
-    g[term.name] = ops.column_sums(v, term.d)
+def _same_step_term(g, term, ops, v, p, dims):
+    seq = v[term.seq]
+    g[term.name] = _stacked(ops, term, dims, lambda d, cols: ops.same_step(v[d], cols, seq))
+
+
+def _column_sums_term(g, term, ops, v, p, dims):
+    g[term.name] = _stacked(ops, term, dims, lambda d, cols: ops.column_sums(v, d, cols))
 
 
 _TERMS = {

@@ -123,8 +123,9 @@ def _empty(shape, dtype):
     return _cuda().device_array(shape, dtype=dtype)
 
 
-def _flat(d):  # device (T, B, F) -> (T*B, F) view
-    return d.reshape(d.shape[0] * d.shape[1], d.shape[2])
+def _flat(d, cols=None):  # device (T, B, F) -> (T*B, F) view, or of its columns cols only
+    f = d.reshape(d.shape[0] * d.shape[1], d.shape[2])  # before the columns: a device
+    return f if cols is None else f[:, cols]  # array reshapes only when contiguous
 
 
 def _project(x_d, p):
@@ -136,27 +137,41 @@ def _project(x_d, p):
     return out
 
 
-def _wgrad(d, inp, accumulate_into=None):
-    """sum_t d_t^T inp_t over (T, B, G), (T, B, K) device arrays -> (G, K) device array."""
+def _wgrad(d, inp, cols=None, accumulate_into=None):
+    """sum_t d_t^T inp_t over (T, B, G), (T, B, K) device arrays -> (G, K) device array; d's
+    columns cols only, where given."""
+    a = _flat(d, cols)
     out = accumulate_into
     if out is None:
-        out = _empty((d.shape[2], inp.shape[2]), d.dtype)
-    _common().gemm(_flat(d), _flat(inp), out, trans_a=True, accumulate=accumulate_into is not None)
+        out = _empty((a.shape[1], inp.shape[2]), d.dtype)
+    _common().gemm(a, _flat(inp), out, trans_a=True, accumulate=accumulate_into is not None)
     return out
 
 
-def _colsum(d):
-    out = _empty((d.shape[2],), d.dtype)
-    _common().colsum(_flat(d), out)
+def _colsum(d, cols=None):
+    a = _flat(d, cols)
+    out = _empty((a.shape[1],), d.dtype)
+    _common().colsum(a, out)
     return out
 
 
-def _prev_wgrad(d, seq, first):
+def _prev_wgrad(d, cols, seq, first):
     """sum_t d_t^T prev_t with prev = [first, seq_0, ..., seq_{T-2}], without concatenating."""
     T, B, _ = d.shape
-    out = _wgrad(d[:1], first.reshape(1, B, first.shape[1]))
+    out = _wgrad(d[:1], first.reshape(1, B, first.shape[1]), cols)
     if T > 1:
-        _wgrad(d[1:], seq[: T - 1], accumulate_into=out)
+        _wgrad(d[1:], seq[: T - 1], cols, accumulate_into=out)
+    return out
+
+
+def _stack(blocks):  # device [(n_i, ...)] -> (sum of n_i, ...): the rows in order
+    if len(blocks) == 1:
+        return blocks[0]
+    out = _empty((sum(b.shape[0] for b in blocks), *blocks[0].shape[1:]), blocks[0].dtype)
+    row = 0
+    for b in blocks:
+        out[row : row + b.shape[0]].copy_to_device(b)
+        row += b.shape[0]
     return out
 
 
@@ -226,22 +241,24 @@ def backward(cell, p, cache, dout, dstate_n, need_dx=True):
     v = dict(cache, need_dx=need_dx)
     T, B, _ = v["x_d"].shape
     dt = p["weight_ih"].dtype
-    _allocate(bw.buffers, layer_dims(cell, p, B, T, dstate_n), dt, v)
+    dims = layer_dims(cell, p, B, T, dstate_n)
+    _allocate(bw.buffers, dims, dt, v)
     for name_in, name_out, d in zip(cell.grads_in, cell.grads_out, dstate_n, strict=True):
         v[name_in], v[name_out] = _up(d), _empty(d.shape, dt)
     v["dh_norms"] = _empty((T,), dt)
     v["dout"] = _up_time_major(dout)
     _parameters(bw.args, p, v)
     _kernel(cell.module, "backward")(*bw.args.pick(v))
-    g, dx = assemble_gradients(cell, _OPS, v, p)
+    g, dx = assemble_gradients(cell, _OPS, v, p, dims)
     return _down(g, dx, tuple(v[name] for name in cell.grads_out), v["dh_norms"])
 
 
 _OPS = GradientOps(
     lambda v, p, d: _input_grads(v[d], v["x_d"], p, v["need_dx"]),
     _prev_wgrad,
-    _wgrad,
-    lambda v, d: _colsum(v[d]),
+    lambda d, cols, seq: _wgrad(d, seq, cols),
+    lambda v, d, cols: _colsum(v[d], cols),
+    _stack,
 )
 
 

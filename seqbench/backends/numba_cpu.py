@@ -69,7 +69,9 @@ def _input_side(x, w_ih, b_ih=None, fusable=True):
     return x_tm, idx, x_proj, x_in, w_ih_t
 
 
-def _wgrad(d, inp):  # sum_t d_t^T inp_t: (T, B, G), (T, B, K) -> (G, K), one GEMM
+def _wgrad(d, inp):
+    """sum_t d_t^T inp_t: (T, B, G), (T, B, K) -> (G, K), one GEMM; d may be a range of a
+    buffer's columns (its rows then stride over the others, which BLAS reads in place)."""
     return gemm(d.reshape(-1, d.shape[2]), inp.reshape(-1, inp.shape[2]), trans_a=True)
 
 
@@ -184,7 +186,7 @@ def backward(plan, p, cache, dout, dstate_n, need_dx=True):
         *args.pick(v),
         per_block=(part, *sums.values()),
     )
-    g, dx = assemble_gradients(cell, _OPS, v, p)
+    g, dx = assemble_gradients(cell, _OPS, v, p, dims)
     dx = None if dx is None else dx.transpose(1, 0, 2)
     return g, dx, cell.pick_grads_out(v), block_means(part, B)
 
@@ -213,19 +215,39 @@ def _input_wgrad(d, x_tm, idx):
     return np.ascontiguousarray(w_t.T)
 
 
-def _column_sums(v, name):
-    """Column sums of v[name]: from the kernel's per-block float64 partial sums where it kept
-    them, else by numpy; a second request for one buffer gets a copy."""
+def _column_sums(v, name, cols=None):
+    """Column sums of v[name] (its columns ``cols`` only, where given): from the kernel's
+    per-block float64 partial sums where it kept them, else by numpy. A buffer is summed
+    once; what a later request, or a part of the columns, gets is a copy, so that no two
+    gradients share memory (bias_ih and bias_hh of one buffer)."""
     key = f"{name}.sums"
-    if key in v:  # bias_ih and bias_hh of one buffer: equal values, two arrays
-        return v[key].copy()
-    partial = v["partial_sums"].get(name)
-    s = v[name].sum(axis=(0, 1)) if partial is None else _bias_grads(partial, v[name].dtype)
-    v[key] = s
-    return s
+    fresh = key not in v
+    if fresh:
+        partial = v["partial_sums"].get(name)
+        sums = v[name].sum(axis=(0, 1)) if partial is None else _bias_grads(partial, v[name].dtype)
+        v[key] = sums
+    s = v[key] if cols is None else v[key][cols]
+    return s if fresh and cols is None else s.copy()
 
 
-_OPS = GradientOps(_input_grads, _wgrad_prev, _wgrad, _column_sums)
+def _columns(d, cols):  # (T, B, G) -> its columns cols, a view (None: d)
+    return d if cols is None else d[..., cols]
+
+
+def _stack(blocks):  # [(n_i, ...)] -> (sum of n_i, ...): the rows of the blocks in order
+    if len(blocks) == 1:
+        return blocks[0]
+    out = buffers.empty((sum(len(b) for b in blocks), *blocks[0].shape[1:]), blocks[0].dtype)
+    return np.concatenate(blocks, out=out)
+
+
+_OPS = GradientOps(
+    _input_grads,
+    lambda d, cols, seq, first: _wgrad_prev(_columns(d, cols), seq, first),
+    lambda d, cols, seq: _wgrad(_columns(d, cols), seq),
+    _column_sums,
+    _stack,
+)
 
 LAYERS = {
     name: (functools.partial(forward, plan), functools.partial(backward, plan))
