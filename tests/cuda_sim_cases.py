@@ -138,9 +138,9 @@ def _run(cell, mod, d):
         return dict(gates=gates, c_seq=c_seq, h_seq=h_seq, dpre=dpre, dh0=dh0, dc0=dc0, dh_norms=dn)
     gates, h_seq = out(T, B, 4 * H), out(T, B, H)
     fwd(d["x_proj"], w_t, d["b_hh"], d["h0"], gates, h_seq)
-    dx_proj, dh_proj, dh0, dn = out(T, B, 3 * H), out(T, B, 3 * H), out(B, H), out(T)
-    bwd(d["dh_out"], d["dh_last"], gates, h_seq, d["h0"], d["w_hh"], dx_proj, dh_proj, dh0, dn)
-    return dict(gates=gates, h_seq=h_seq, dx_proj=dx_proj, dh_proj=dh_proj, dh0=dh0, dh_norms=dn)
+    dx_proj, dhn, dh0, dn = out(T, B, 3 * H), out(T, B, H), out(B, H), out(T)
+    bwd(d["dh_out"], d["dh_last"], gates, h_seq, d["h0"], d["w_hh"], dx_proj, dhn, dh0, dn)
+    return dict(gates=gates, h_seq=h_seq, dx_proj=dx_proj, dhn=dhn, dh0=dh0, dh_norms=dn)
 
 
 def _kernels(side, cell):

@@ -189,7 +189,7 @@ def _compiled_float32_rows():
         (lstm._forward_row, (None, v(4 * H), v(4 * H), v(H), v(4 * H), v(H), v(H), H)),
         (lstm._backward_row, (v(H), v(H), v(H), v(4 * H), v(H), v(H), v(4 * H), H)),
         (gru._forward_row, (v(3 * H), v(3 * H), v(3 * H), v(H), v(4 * H), v(H), H)),
-        (gru._backward_row, (v(H), v(H), v(4 * H), v(H), v(3 * H), v(3 * H), v(H), H)),
+        (gru._backward_row, (v(H), v(H), v(4 * H), v(H), v(3 * H), v(H), v(3 * H), v(H), H)),
         (elman._forward_row, (v(H), v(H), v(H), False, v(H))),
         (elman._forward_row, (None, v(H), v(H), False, v(H))),
         (elman._backward_row, (v(H), v(H), v(H), False, v(H))),

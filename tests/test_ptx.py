@@ -120,7 +120,7 @@ def _drive(dtype, fake):
     gru.gru_forward(r(T, B, 3 * H), r(H, 3 * H), r(3 * H), r(B, H), z(T, B, 4 * H), z(T, B, H))
     gru.gru_backward(
         *(r(T, B, H), r(B, H), r(T, B, 4 * H), r(T, B, H), r(B, H), r(3 * H, H)),
-        *(z(T, B, 3 * H), z(T, B, 3 * H), z(B, H), z(T)),
+        *(z(T, B, 3 * H), z(T, B, H), z(B, H), z(T)),
     )
     _common.gemm(r(4, 3).view(fake), r(3, 5).view(fake), z(4, 5).view(fake), bias=r(5).view(fake))
     _common.colsum(r(7, 3).view(fake), z(3).view(fake))

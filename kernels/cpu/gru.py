@@ -22,21 +22,25 @@ block goes to BLAS (cpu_runtime arranges BLAS on the calling thread).
     rec:      [B, 3H]    scratch: h_{t-1} W_hh^T
     xrec:     [B, 3H]    scratch of the fused input (untouched when x_proj is given)
 
-    gru_backward_rows(dh_out, dout_bt, gates, h_seq, h0, w_hh, dx_proj, dh_proj, dh, direct,
-                      norms, db_ih, db_hh, lo, hi, blas)
+    gru_backward_rows(dh_out, dout_bt, gates, h_seq, h0, w_hh, dx_proj, dhn, dh, drec, direct,
+                      norms, db_ih, db_hn, lo, hi, blas)
     dh_out:   [T, B, H]  dL/dh_t from the consumers; [B, T, H] when dout_bt
     w_hh:     [3H, H]    recurrent weights in torch's layout
-    dx_proj:  [T, B, 3H] dL/dx_proj
-    dh_proj:  [T, B, 3H] dL/d(h W_hh^T + b_hh); differs from dx_proj in the n block (times r)
+    dx_proj:  [T, B, 3H] dL/dx_proj = [dr, dz, dn]
+    dhn:      [T, B, H]  dL/d(W_hn h + b_hn) = dn * r. dL/d(h W_hh^T + b_hh), what W_hh and
+                         b_hh see, is [dr, dz, dn * r]: dx_proj's r and z blocks, and dhn
     dh:       [B, H]     dL/dh_T in (from the final state), dL/dh0 out
+    drec:     [B, 3H]    scratch: dL/d(h_{t-1} W_hh^T + b_hh) of the step, the operand of
+                         dL/dh_{t-1} = drec @ W_hh (forward's rec, in reverse)
     direct:   [B, H]     scratch: dL/dh_{t-1} through the z-gated skip
     norms:    [T]        each row's ||dL/dh_t|| (L2 over H) added to norms[t]: the block's
                          partial sum; the caller sums the blocks and divides by B
-    db_ih, db_hh: [3H]   float64, the column sums of the block's dx_proj and dh_proj rows
-                         added to them (the bias gradients' partial sums), or None
+    db_ih:    [3H]       float64, the column sums of the block's dx_proj rows, and
+    db_hn:    [H]        of its dhn rows, added to them (the bias gradients' partial sums:
+                         bias_hh's are db_ih's r and z blocks and db_hn), or None
 
 ``gru_forward(x_proj, w_hh_t, b_hh, h0, gates, h_seq)`` and ``gru_backward(dh_out, dh_last,
-gates, h_seq, h0, w_hh, dx_proj, dh_proj, dh0, dh_norms)`` wrap the pair for the whole batch
+gates, h_seq, h0, w_hh, dx_proj, dhn, dh0, dh_norms)`` wrap the pair for the whole batch
 on the calling thread (dh_last in, dh0 out, dh_norms [T] the mean over B): the tests' entry
 points and the oracle of kernels/cuda/gru.py, which takes the same arguments. Per row the
 gate math runs as a few flat loops LLVM vectorises (float32 gates: kernels/_math.py).
@@ -112,20 +116,21 @@ def _forward_row(xp, rec, b_hh, h_prev, g, h, H):
 
 
 @njit(cache=config.CACHE, **_JIT)
-def gru_backward(dh_out, dh_last, gates, h_seq, h0, w_hh, dx_proj, dh_proj, dh0, dh_norms):
+def gru_backward(dh_out, dh_last, gates, h_seq, h0, w_hh, dx_proj, dhn, dh0, dh_norms):
+    drec = np.empty((dh0.shape[0], w_hh.shape[0]), dtype=h_seq.dtype)  # (B, 3H)
     direct = np.empty(dh0.shape, dtype=h_seq.dtype)  # dL/dh_{t-1} through the z-gated skip
     sums, B, blas = batch_backward(dh0, dh_last, w_hh, h_seq)  # dh0 carries dL/dh_t back
     gru_backward_rows(
-        dh_out, False, gates, h_seq, h0, w_hh, dx_proj, dh_proj, dh0, direct, sums, None, None,
-        0, B, blas,
+        dh_out, False, gates, h_seq, h0, w_hh, dx_proj, dhn, dh0, drec, direct, sums, None,
+        None, 0, B, blas,
     )  # fmt: skip
     batch_norms(sums, B, dh_norms)
 
 
 @njit(cache=config.CACHE, **_JIT)
 def gru_backward_rows(
-    dh_out, dout_bt, gates, h_seq, h0, w_hh, dx_proj, dh_proj, dh, direct, norms, db_ih, db_hh,
-    lo, hi, blas,
+    dh_out, dout_bt, gates, h_seq, h0, w_hh, dx_proj, dhn, dh, drec, direct, norms, db_ih,
+    db_hn, lo, hi, blas,
 ):  # fmt: skip
     """gru_backward for batch rows [lo, hi) (arguments: the module docstring)."""
     H = dh.shape[1]
@@ -137,20 +142,20 @@ def gru_backward_rows(
             d_out = at2(dh_out, b, t) if dout_bt else at2(dh_out, t, b)
             s += _backward_row(
                 at(dh, b), d_out, at2(gates, t, b), at(h_prev, b), at2(dx_proj, t, b),
-                at2(dh_proj, t, b), at(direct, b), H,
+                at2(dhn, t, b), at(drec, b), at(direct, b), H,
             )  # fmt: skip
         norms[t] = s
         if db_ih is not None:
             accumulate(dx_proj[t, lo:hi], db_ih)
-            accumulate(dh_proj[t, lo:hi], db_hh)
-        rows_matmul(at(dh_proj, t), w_hh_p, dh, lo, hi, blas)
+            accumulate(dhn[t, lo:hi], db_hn)
+        rows_matmul(drec, w_hh_p, dh, lo, hi, blas)
         for b in range(lo, hi):
             add_into(at(direct, b), at(dh, b))
 
 
 @njit(**_JIT)
-def _backward_row(dh, dh_out, g, h_prev, dx, dhp, direct, H):
-    """dx_proj and dh_proj rows from dL/dh_t; direct = the skip term; returns ||dL/dh_t||."""
+def _backward_row(dh, dh_out, g, h_prev, dx, dhn, drec, direct, H):
+    """dx_proj, dhn and drec rows from dL/dh_t; direct = the skip term; returns ||dL/dh_t||."""
     wide_vectors()
     one = dh.dtype.type(1.0)
     r, z, gn, hn = quarters(g, H)
@@ -168,9 +173,11 @@ def _backward_row(dh, dh_out, g, h_prev, dx, dhp, direct, H):
         dz[j] = dh[j] * (h_prev[j] - gn[j]) * dsigmoid_kernel(z[j])
     for j in range(H):
         dr[j] = dn[j] * hn[j] * dsigmoid_kernel(r[j])
-    for j in range(2 * H):
-        dhp[j] = dx[j]
-    hr = span(dhp, 2 * H, 3 * H)
-    for j in range(H):
-        hr[j] = dn[j] * r[j]
+    for j in range(2 * H):  # r, z: x_proj and h W_hh^T enter them alike
+        drec[j] = dx[j]
+    rn = span(drec, 2 * H, 3 * H)
+    for j in range(H):  # n: r scales W_hn h + b_hn
+        v = dn[j] * r[j]
+        dhn[j] = v
+        rn[j] = v
     return sqrt(sq)

@@ -13,14 +13,16 @@ is what finish reads of step t-1 (LSTM's c_{t-1}, GRU's h_{t-1}), selected once 
 the hand-written steps did, not once a unit. The forward steps, and Jordan's hidden-unit
 gradient.
 
-``gradient_phase(operands, carry, finish)``: dL/d(state_t) of unit j, the first phase of a
-backward step. At t = T-1 it is d_last[b, j]; before, ``carry(a, b, j, args)`` with a =
+``gradient_phase(operands, carry, finish, more)``: dL/d(state_t) of unit j, the first phase
+of a backward step. At t = T-1 it is d_last[b, j]; before, ``carry(a, b, j, args)`` with a =
 dpre_{t+1}[b] . w[:, j] (a itself, or GRU's a plus its skip term). At t = -1 it goes to
 d_first (the initial state's gradient) and nothing else runs; otherwise g = it +
 d_out[t, b, j], g^2 goes to the block's share of ||dL/d state_t|| (``sq_part``, the last
 of ``args``) and ``finish(t, b, j, g, args)`` does the rest of the cell's gradient.
 ``operands(args)`` -> (src, K, d_out, d_last, d_first, T, B, U); src[t + 1] is dpre_{t+1}
-[B, K].
+[B, K], or its first K columns where ``more(s, b, K, w, col, lane, ks, live, zero, args,
+sums)`` adds the lane's partial sums over the rest (s = t + 1; ``sums`` and what it returns
+as ``_common.dots`` gives them): GRU's dpre lies in two arrays.
 """
 
 from numba import cuda
@@ -33,6 +35,12 @@ from ._launch import Phase
 def as_is(a, b, j, args):
     """``carry`` of a cell whose state gradient is the recurrent product alone."""
     return a
+
+
+@cuda.jit(device=True)
+def nothing_more(s, b, K, w, col, lane, ks, live, zero, args, sums):
+    """``more`` of a cell whose dpre_s is src[s] alone."""
+    return sums
 
 
 def dot_phase(gates, operands, finish):
@@ -51,7 +59,7 @@ def dot_phase(gates, operands, finish):
     return Phase(step, gates)
 
 
-def gradient_phase(operands, carry, finish):
+def gradient_phase(operands, carry, finish, more=nothing_more):
     @cuda.jit(device=True)
     def step(t, blk, w, w0, kp, S, ks, args, red, zero):
         src, K, d_out, d_last, d_first, T, B, U = operands(args)
@@ -64,6 +72,7 @@ def gradient_phase(operands, carry, finish):
             if t + 1 < T:  # dpre_{t+1} . w[:, j]
                 col = w0 + (j - blk * S) * kp
                 a = cc.dots(src[t + 1], b, K, w, col, 0, lane, ks, live, zero, 1)
+                a = more(t + 1, b, K, w, col, lane, ks, live, zero, args, a)
                 a = cc.reduce(red, a, lane, ks, 1)[0]
             if live and lane == 0:
                 d = carry(a, b, j, args) if t + 1 < T else d_last[b, j]

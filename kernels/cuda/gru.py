@@ -6,9 +6,11 @@ fused input or per-block partial sums. The time loop is one persistent cooperati
 a launch per step where that cannot run (_launch.py, _common.py).
 
 Unit space: the H hidden units, with 3 gate columns each in forward (dot length H, h_{t-1})
-and one column of w_hh each in backward (dot length 3H, dh_proj_{t+1}). The CPU kernel's
-``direct`` scratch has no twin: dh0 carries the z-gated skip term gh_t z_t to step t-1,
-each entry owned by one thread.
+and one column of w_hh each in backward (dot length 3H: dL/d(h W_hh^T + b_hh)_{t+1} =
+[dr, dz, dn r], read as dx_proj_{t+1}'s r and z blocks, then dhn_{t+1}). The CPU kernel's
+scratch has no twin: dh0 carries the z-gated skip term gh_t z_t to step t-1, each entry
+owned by one thread (its ``direct``), and the dot product reads dx_proj and dhn in turn
+(its ``drec`` holds the step's [dr, dz, dn r] side by side).
 """
 
 from numba import cuda
@@ -44,10 +46,18 @@ def _gates(t, b, j, sums, h_prev, args):
 
 @cuda.jit(device=True)
 def _grad_operands(args):
-    """dh_proj_{t+1} . w_hh[:, j], K = 3H."""
-    dh_out, dh_last, _, h_seq, _, _, dh_proj, dh0, _ = args
+    """[dr, dz, dn r]_{t+1} . w_hh[:, j]: dx_proj's r and z blocks (K = 2H), then _n_block."""
+    dh_out, dh_last, _, h_seq, _, dx_proj, _, dh0, _ = args
     T, B, H = h_seq.shape
-    return dh_proj, 3 * H, dh_out, dh_last, dh0, T, B, H
+    return dx_proj, 2 * H, dh_out, dh_last, dh0, T, B, H
+
+
+@cuda.jit(device=True)
+def _n_block(s, b, K, w, col, lane, ks, live, zero, args, sums):
+    """sums plus the lane's partial sums of dhn_s[b] . w_hh[2H:, j] (K = 2H: column j's n
+    rows start at w[col + K])."""
+    n = cc.dots(args[6][s], b, K // 2, w, col + K, 0, lane, ks, live, zero, 1)
+    return sums[0] + n[0], sums[1], sums[2], sums[3]
 
 
 @cuda.jit(device=True)
@@ -58,7 +68,7 @@ def _skip(a, b, j, args):
 
 @cuda.jit(device=True)
 def _grad(t, b, j, gh, args):
-    _, _, gates, h_seq, h0, dx_proj, dh_proj, dh0, _ = args
+    _, _, gates, h_seq, h0, dx_proj, dhn, dh0, _ = args
     H = h_seq.shape[2]
     h_prev = h0[b, j] if t == 0 else h_seq[t - 1, b, j]
     r = gates[t, b, j]
@@ -71,14 +81,12 @@ def _grad(t, b, j, gh, args):
     dx_proj[t, b, j] = dr
     dx_proj[t, b, H + j] = dz
     dx_proj[t, b, 2 * H + j] = dn
-    dh_proj[t, b, j] = dr
-    dh_proj[t, b, H + j] = dz
-    dh_proj[t, b, 2 * H + j] = dn * r
+    dhn[t, b, j] = dn * r
     dh0[b, j] = gh * z
 
 
 _FORWARD = (_steps.dot_phase(3, _operands, _gates),)
-_BACKWARD = (_steps.gradient_phase(_grad_operands, _skip, _grad),)
+_BACKWARD = (_steps.gradient_phase(_grad_operands, _skip, _grad, _n_block),)
 
 
 def gru_forward(x_proj, w_hh_t, b_hh, h0, gates, h_seq):
@@ -88,9 +96,9 @@ def gru_forward(x_proj, w_hh_t, b_hh, h0, gates, h_seq):
         _launch.forward(_FORWARD, [w_hh_t], (x_proj, b_hh, h0, gates, h_seq))
 
 
-def gru_backward(dh_out, dh_last, gates, h_seq, h0, w_hh, dx_proj, dh_proj, dh0, dh_norms):
+def gru_backward(dh_out, dh_last, gates, h_seq, h0, w_hh, dx_proj, dhn, dh0, dh_norms):
     with cc.DeviceCall() as d:
         dh_out, dh_last, gates, h_seq, h0, w_hh = d.inputs(dh_out, dh_last, gates, h_seq, h0, w_hh)
-        dx_proj, dh_proj, dh0, dh_norms = d.outputs(dx_proj, dh_proj, dh0, dh_norms)
-        args = (dh_out, dh_last, gates, h_seq, h0, dx_proj, dh_proj, dh0)
+        dx_proj, dhn, dh0, dh_norms = d.outputs(dx_proj, dhn, dh0, dh_norms)
+        args = (dh_out, dh_last, gates, h_seq, h0, dx_proj, dhn, dh0)
         _launch.backward(_BACKWARD, [w_hh], args, dh_norms)

@@ -315,17 +315,18 @@ GRU = Cell(
         keep="h0 gates h_seq",
     ),
     backward=Pass(
-        args="dout dh_last gates h_seq h0 weight_hh dx_proj dh_proj dh0 dh_norms",
-        rows_args="dout batch_first gates h_seq h0 weight_hh dx_proj dh_proj dh0 direct",
-        buffers={"dx_proj": ("T", "B", "G"), "dh_proj": ("T", "B", "G")},
-        scratch={"direct": ("B", "H")},  # dL/dh_{t-1} through the z-gated skip
-        sums="dx_proj dh_proj",
+        args="dout dh_last gates h_seq h0 weight_hh dx_proj dhn dh0 dh_norms",
+        rows_args="dout batch_first gates h_seq h0 weight_hh dx_proj dhn dh0 drec direct",
+        buffers={"dx_proj": ("T", "B", "G"), "dhn": ("T", "B", "H")},  # dhn = dn * r
+        # drec: dL/d(h_{t-1} W_hh^T + b_hh) of one step; direct: the z-gated skip's dL/dh_{t-1}
+        scratch={"drec": ("B", "G"), "direct": ("B", "H")},
+        sums="dx_proj dhn",
     ),
-    # dh_proj differs from dx_proj in the n block (times r): W_hh and b_hh see dh_proj
+    # W_hh and b_hh see dL/d(h W_hh^T + b_hh) = [dr, dz, dn * r]: dx_proj's r and z, and dhn
     gradients=(
         input_projection("dx_proj"),
-        after_state("weight_hh", "dh_proj", "h"),
-        column_sums("bias_hh", "dh_proj"),
+        after_state("weight_hh", "dx_proj[:2H] dhn", "h"),
+        column_sums("bias_hh", "dx_proj[:2H] dhn"),
     ),
 )
 
