@@ -9,7 +9,9 @@ arguments each method receives. ``asv check --python=same`` does the same from a
 import importlib.util
 import inspect
 import json
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -118,3 +120,23 @@ def test_params_and_param_names_agree(cls):
         if callable(fn) and (name.startswith(PREFIXES) or name in ("setup", "teardown")):
             n_args = len(inspect.signature(fn).parameters) - 1
             assert n_args == len(names) + extra, f"{cls.__name__}.{name} takes {n_args} args"
+
+
+def test_a_seqbench_case_leaves_torch_out_of_its_process():
+    """asv's peakmem_ is the whole process's peak: torch imported beside seqbench adds ~180 MB
+    that would be charged to seqbench's step. A numba case's setup must not import it (in a
+    fresh interpreter: this one may have imported torch for other tests)."""
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location({PACKAGE!r}, "
+        f"{str(SUITE / '__init__.py')!r}, submodule_search_locations=[{str(SUITE)!r}])\n"
+        "pkg = importlib.util.module_from_spec(spec); sys.modules[spec.name] = pkg\n"
+        "spec.loader.exec_module(pkg)\n"
+        f"from {PACKAGE}.bench_kernels import TrainStep\n"
+        "TrainStep().setup('gru', 'numba', '4,20,3,16', 'float32')\n"
+        "print('torch' in sys.modules)\n"
+    )
+    env = {**os.environ, "SEQBENCH_ASV_SMOKE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert out.stdout.strip() == "False"

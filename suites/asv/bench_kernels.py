@@ -21,7 +21,7 @@ class _KernelCase:
     timeout = 600
 
     def setup(self, cell, backend, shape, dtype):
-        set_threads()
+        set_threads(backend)
         self.case = make_case(cell, backend, shape, dtype)
 
 
@@ -54,7 +54,7 @@ class SaturatedTrainStep:
     timeout = 600
 
     def setup(self, cell, backend):
-        set_threads()
+        set_threads(backend)
         shape = SHAPES[0]
         ours = make_case(cell, "numba", shape, "float32")
         saturated = {

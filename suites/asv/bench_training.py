@@ -37,7 +37,7 @@ def _records():
         from seqbench.train import run
     except ImportError:  # the training loop is not in this version of seqbench
         return None
-    set_threads()
+    set_threads("numba")
     return {
         (cell, dtype): run(RunConfig(model=cell, dtype=dtype, **RUN)).record
         for cell in CELLS
@@ -85,7 +85,7 @@ def _warm_step(task, cell, backend, run, smoke_run):
         raise NotImplementedError("seqbench.train is not available") from None
     if not hasattr(Trainer, "step"):
         raise NotImplementedError("this version's Trainer has no step()")
-    set_threads()
+    set_threads(backend)
     try:
         cfg = RunConfig(task=task, model=cell, backend=backend, **(smoke_run if SMOKE else run))
         cfg = cfg.validated()
