@@ -27,16 +27,15 @@ ms).
 
 - forward: ``model.forward(x)`` against torch under ``no_grad`` (inference).
 - train step: forward + backward of the summed output (dL/dy = 1), against
-  ``module(x)[0].sum().backward()``; parameter gradients included on both sides.
+  ``module(x)[0].sum().backward()``: the parameters' gradients on both sides, no dL/dx
+  (torch's x does not require grad; neither does a first layer's input in training).
 torch is optional: without it the torch columns show '-'. Every table's title names the CPU.
 ``--train-step``: the whole step of ``seqbench run`` (``Trainer.step``, a run's defaults) against
 the torch backend's (the plain torch loop), ``--task`` at ``--step-shape``, processes as above.
 
-``--roofline`` adds a second table: each side's rate in GFLOP/s of its matrix products (every
-weight matrix meets every series and step once in a forward, twice more in a backward: the
-input's and the weight's gradient), and that rate as a share of the machine's GEMM peak, a
-square BLAS GEMM on the same threads (``gemm_peak``). A ratio goal that needs more than the
-peak cannot be met by a faster kernel, only by doing less work.
+``--roofline`` adds two tables (bench_roofline.py): each side's matrix products in GFLOP/s
+against the machine's GEMM peak, and seqbench's train step split into its phases (recurrence
+kernels, GEMMs, the rest) with each phase's rate.
 """
 
 from __future__ import annotations
@@ -58,7 +57,6 @@ DTYPES = ("float32", "float64")
 SETTLE_S = 0.02  # pause before each timed call: the other side's idle threads go to sleep
 DEFAULT_PAIRS = 3  # torch, seqbench alternations per case
 STEP_SHAPES = {"copy-task": "64,20,128", "char-lm": "32,100,256"}  # --train-step's B,T,H
-PEAK_N = {"float32": 1536, "float64": 1024}  # square GEMMs long enough for BLAS's steady rate
 BESIDE = []  # what ran beside the timing (bench_reservoir.busy_neighbour), for the titles
 
 
@@ -202,7 +200,7 @@ class SeqbenchCase:
         y, tape = self.model.forward(self.x)
         if self._dy is None:
             self._dy = np.ones_like(y)  # dL/dy of L = sum(y)
-        return self.model.backward(tape, self._dy)
+        return self.model.backward(tape, self._dy, input_grad=False)  # as torch's x
 
 
 class TorchCase:
@@ -236,8 +234,11 @@ def _timed(fn, settle=SETTLE_S) -> float:
     return time.perf_counter() - t0
 
 
-def measure(cell, shape, dtype, repeat=5, backend="numba", with_torch=True) -> dict:
-    """Medians (ms) of forward and train step for seqbench and, if available, torch."""
+def measure(cell, shape, dtype, repeat=5, backend="numba", with_torch=True, phases=False):
+    """Medians (ms) of forward and train step for seqbench and, if available, torch;
+    ``phases``: also seqbench's train step by phase (bench_roofline)."""
+    from . import bench_roofline as rl
+
     ours = SeqbenchCase(cell, shape, dtype, backend)
     peer = None
     if with_torch and cell in TORCH_PEERS and _torch() is not None:
@@ -256,8 +257,11 @@ def measure(cell, shape, dtype, repeat=5, backend="numba", with_torch=True) -> d
         for name, side in sides.items():
             times[f"{name}_train"].append(_timed(side.train_step))
     out = {"cell": cell, "shape": tuple(shape), "dtype": dtype, "first_call_s": compile_s}
-    out["gflop_fwd"] = gemm_flops(ours.model, shape[0], shape[1]) / 1e9
-    out["gflop_train"] = 3 * out["gflop_fwd"]
+    for kind in ("fwd", "train"):
+        out[f"gflop_{kind}"] = rl.gemm_flops(ours.model, *shape[:2], kind == "train") / 1e9
+    out["phase_gflop"] = rl.case_phase_flops(ours.model, cell, shape)
+    if phases:
+        out["seqbench_phases"] = rl.phase_ms(ours.train_step, repeat)
     for key in ("seqbench_fwd", "seqbench_train", "torch_fwd", "torch_train"):
         out[key] = 1e3 * statistics.median(times[key]) if key in times else None
     for kind in ("fwd", "train"):
@@ -267,19 +271,22 @@ def measure(cell, shape, dtype, repeat=5, backend="numba", with_torch=True) -> d
 
 
 def measure_isolated(cell, shape, dtype, repeat=5, backend="numba", pairs=DEFAULT_PAIRS,
-                     threads=None, with_torch=True, worker=None) -> dict:  # fmt: skip
+                     threads=None, with_torch=True, worker=None, phases=False) -> dict:  # fmt: skip
     """``measure``'s figures with each side timed in its own process, alternated torch,
     seqbench for ``pairs`` pairs: per side the median of its per-process medians; per kind
     the ratio of those and the range of the per-pair ratios (``ratio_fwd_range``)."""
     import seqbench as sb
 
+    from . import bench_roofline as rl
+
     B, T, I, H = shape
     model = sb.build_model(cell, I, H, dtype=dtype, backend="numpy", seed=0)
     job = dict(cell=cell, shape=list(shape), dtype=dtype, backend=backend, repeat=repeat,
-               threads=threads)  # fmt: skip
-    gflop = gemm_flops(model, B, T) / 1e9
-    return {"cell": cell, "shape": tuple(shape), "dtype": dtype, "gflop_fwd": gflop,
-            "gflop_train": 3 * gflop, **alternated(job, pairs, with_torch and cell in TORCH_PEERS,
+               threads=threads, phases=phases)  # fmt: skip
+    gflop = [rl.gemm_flops(model, B, T, train) / 1e9 for train in (False, True)]
+    return {"cell": cell, "shape": tuple(shape), "dtype": dtype, "gflop_fwd": gflop[0],
+            "gflop_train": gflop[1], "phase_gflop": rl.case_phase_flops(model, cell, shape),
+            **alternated(job, pairs, with_torch and cell in TORCH_PEERS,
                                                    ("fwd", "train"), worker)}  # fmt: skip
 
 
@@ -303,6 +310,10 @@ def alternated(job, pairs, with_peer, kinds, worker=None, peer="torch") -> dict:
         out[f"ratio_{kind}"] = ts / ss if ts is not None else None
         pair_ratios = [t / s for t, s in zip(per.get(peer, []), per["seqbench"], strict=False)]
         out[f"ratio_{kind}_range"] = (min(pair_ratios), max(pair_ratios)) if pair_ratios else None
+    if "phases_ms" in runs["seqbench"][0]:
+        from .bench_roofline import median_phases
+
+        out["seqbench_phases"] = median_phases(runs["seqbench"])
     return out
 
 
@@ -324,28 +335,6 @@ def run_worker(job: dict, module: str = "seqbench.bench_worker") -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def gemm_flops(model, B, T) -> float:
-    """FLOPs of one forward's matrix products: each weight matrix (W_ih, W_hh, Jordan's W_hy)
-    multiplies every series' input or state once a step, 2 FLOPs a weight. Gate functions and
-    other elementwise work are left out. A backward does two products per forward one (the
-    gradient of the input and of the weights): a train step is 3x this."""
-    weights = sum(np.size(v) for v in model.state_dict().values() if np.ndim(v) == 2)
-    return 2.0 * B * T * weights
-
-
-def gemm_peak(dtype, repeat=5) -> float:
-    """GFLOP/s of the best of ``repeat`` square GEMMs (PEAK_N) through BLAS on seqbench's
-    threads (cpu_runtime.gemm: rows split over the threads, one BLAS thread each): about the
-    most the recurrent products of a kernel can reach on this machine."""
-    from .backends.cpu_runtime import gemm
-
-    n = PEAK_N[dtype]
-    rng = np.random.default_rng(0)
-    a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
-    best = min(_timed(lambda: gemm(a, b)) for _ in range(repeat))
-    return 2.0 * n**3 / best / 1e9
-
-
 # ---------------------------------------------------------------- command
 
 
@@ -354,6 +343,8 @@ def main(args) -> int:
     from rich.table import Table
 
     from seqbench.kernels import config
+
+    from . import bench_roofline as rl
 
     cells, shapes, dtypes = check_arguments(args)
     threads = set_threads(args.threads)
@@ -384,16 +375,17 @@ def main(args) -> int:
     with console.status("timing...") as status:
         for dtype in dtypes:
             if args.roofline:
-                status.update(f"timing a {PEAK_N[dtype]}^3 GEMM ({dtype})")
-                peaks[dtype] = gemm_peak(dtype)
+                status.update(f"timing a {rl.PEAK_N[dtype]}^3 GEMM ({dtype})")
+                peaks[dtype] = rl.gemm_peak(dtype)
             for shape in shapes:
                 for cell in cells:
                     status.update(f"timing {cell} {shape} {dtype}")
                     if isolated:
                         r = measure_isolated(cell, shape, dtype, args.repeat, args.backend,
-                                             args.pairs, threads)  # fmt: skip
+                                             args.pairs, threads, phases=args.roofline)  # fmt: skip
                     else:
-                        r = measure(cell, shape, dtype, args.repeat, args.backend)
+                        r = measure(cell, shape, dtype, args.repeat, args.backend,
+                                    phases=args.roofline)  # fmt: skip
                     rows.append(r)
                     table.add_row(
                         cell,
@@ -409,8 +401,9 @@ def main(args) -> int:
     console.print(table)
     if args.roofline:
         for dtype in dtypes:  # this machine's speed drifts: the better of before and after
-            peaks[dtype] = max(peaks[dtype], gemm_peak(dtype))
-        console.print(roofline_table(rows, peaks, threads))
+            peaks[dtype] = max(peaks[dtype], rl.gemm_peak(dtype))
+        console.print(rl.roofline_table(rows, peaks, threads, _on(threads)))
+        console.print(rl.profile_table(rows, peaks, _on(threads)))
     return 0
 
 
@@ -449,42 +442,6 @@ def train_step_table(args, cells, dtypes, threads):
         table.add_row(cfg.model, cfg.dtype, _ms(r["seqbench_train"]), _ms(r["torch_train"]),
                       _ratio(r["ratio_train"], r.get("ratio_train_range")))  # fmt: skip
     return table
-
-
-def roofline_table(rows, peaks, threads):
-    """GFLOP/s of each side's matrix products and their share of the GEMM peak per dtype."""
-    from rich.table import Table
-
-    peak_text = ", ".join(f"{v:.0f} GFLOP/s {k}" for k, v in peaks.items())
-    table = Table(
-        title=f"matrix-product rate, {_on(threads)}",
-        caption=f"GEMM peak here (BLAS, square, {threads} threads, best before and after): "
-        f"{peak_text}; "
-        "FLOPs of the matrix products only (gate functions left out)",
-    )
-    for col in ("cell", "B,T,I,H", "dtype"):
-        table.add_column(col)
-    for col in ("GFLOP fwd", "seqbench fwd", "torch fwd", "seqbench train", "torch train"):
-        table.add_column(col, justify="right")
-    for r in rows:
-        peak = peaks[r["dtype"]]
-        rates = [
-            _rate(r[f"gflop_{kind}"], r[f"{side}_{kind}"], peak)
-            for kind in ("fwd", "train")
-            for side in ("seqbench", "torch")
-        ]
-        table.add_row(
-            r["cell"], ",".join(map(str, r["shape"])), r["dtype"], f"{r['gflop_fwd']:.3g}", *rates
-        )
-    return table
-
-
-def _rate(gflop, ms, peak):
-    """'GFLOP/s (share of peak)' of gflop done in ms; '-' without a time."""
-    if ms is None:
-        return "-"
-    rate = gflop / (ms / 1e3)
-    return f"{rate:.1f} ({rate / peak:.0%})"
 
 
 def _ms(v):

@@ -45,6 +45,10 @@ def time_side(job: dict) -> dict:
     out = {"side": job["side"], "threads": threads, "first_call_s": first}
     for kind, fn in (("fwd", case.forward), ("train", case.train_step)):
         out[f"{kind}_ms"] = [1e3 * _timed(fn) for _ in range(int(job["repeat"]))]
+    if job.get("phases") and case is ours:  # after the timed calls, which it cannot slow
+        from .bench_roofline import phase_ms
+
+        out["phases_ms"] = phase_ms(case.train_step, int(job["repeat"]))
     return out
 
 

@@ -205,23 +205,30 @@ def test_bench_roofline_counts_the_products_and_rates_them_against_a_gemm(capsys
     import re
 
     import seqbench as sb
-    from seqbench.bench import _torch, gemm_flops
+    from seqbench.bench import _torch
+    from seqbench.bench_roofline import PHASES, gemm_flops
 
     lstm, jordan = sb.build_model("lstm", 3, 5), sb.build_model("jordan", 3, 5)
     assert gemm_flops(lstm, 2, 7) == 2 * 2 * 7 * 4 * 5 * (3 + 5)
     assert gemm_flops(jordan, 2, 7) == 2 * 2 * 7 * 5 * (3 + 5 + 5)
+    # a train step: twice more in backward, less W_ih's input gradient (torch's x has no grad)
+    assert gemm_flops(lstm, 2, 7, train=True) == 2 * 2 * 7 * 4 * 5 * (3 * (3 + 5) - 3)
     argv = ["bench", "--cells", "lstm", "--shapes", "2,3,2,4", "--repeat", "1", "--roofline",
             "--same-process"]  # fmt: skip
     assert main(argv) == 0
     text = capsys.readouterr().out
     rows = [line for line in text.splitlines() if "2,3,2,4" in line]
-    assert len(rows) == 2  # the timing table's row, then the roofline table's
+    assert len(rows) == 3  # the timing table's row, the roofline table's, the phases'
     gflop = 2 * 2 * 3 * 16 * (2 + 4) / 1e9
     assert f"{gflop:.3g}" in rows[1]
     shares = re.findall(r"\((\d+)%\)", rows[1])
     assert len(shares) == (4 if _torch() is not None else 2)
     peak = re.search(r"GEMM peak here .*?: (\d+) GFLOP/s float32", " ".join(text.split()))
     assert peak and int(peak.group(1)) > 0
+    assert all(p in text for p in PHASES)  # the phases' table: step ms, then ms (share) each
+    cells = rows[2].split("│")[4:9]
+    step, parts = float(cells[0]), [float(c.split()[0]) for c in cells[1:]]
+    assert step > 0 and min(parts[:3]) > 0 and sum(parts) == pytest.approx(step, abs=0.02)
 
 
 def test_bench_train_step_times_the_runs_step_against_the_torch_backend(monkeypatch, capsys):

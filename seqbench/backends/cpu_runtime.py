@@ -148,15 +148,39 @@ def run_blocks(fn, blocks, blas, *args, per_block=None):
         lo, hi = blocks[i]
         return fn(*args, *extra, lo, hi, blas)
 
+    t0 = time.perf_counter()
     if len(blocks) == 1:  # on this thread; BLAS, if used, keeps its own threads
         flushed(lambda: call(0))
-        return
-    calls = [lambda i=i: call(i) for i in range(len(blocks))]
-    if not blas:  # the kernels make no BLAS call
-        run_parallel(calls)
-        return
-    with serial_blas():
-        run_parallel(calls)
+    else:
+        calls = [lambda i=i: call(i) for i in range(len(blocks))]
+        with serial_blas() if blas else contextlib.nullcontext():
+            run_parallel(calls)
+    _charge(fn.__name__, t0)
+
+
+# ---------------------------------------------------------------- where the time goes
+
+_PHASES = []  # the recorder of the innermost active ``phases()``, if any
+
+
+@contextlib.contextmanager
+def phases():
+    """Seconds spent, while the block runs, in each recurrence kernel (by its name, e.g.
+    ``lstm_backward_rows``) and in ``gemm``, summed over calls: ``seqbench bench
+    --roofline``'s profile of a train step. Outside such a block the cost is one list test
+    per kernel or GEMM call."""
+    rec = {}
+    _PHASES.append(rec)
+    try:
+        yield rec
+    finally:
+        _PHASES.remove(rec)
+
+
+def _charge(name, t0):
+    if _PHASES:
+        rec = _PHASES[-1]
+        rec[name] = rec.get(name, 0.0) + time.perf_counter() - t0
 
 
 def run_parallel(calls) -> None:
@@ -220,19 +244,20 @@ def gemm(a, b, trans_a=False, trans_b=False):
     recurrence kernels that come next lost up to 3x to spinners taking their cores (LSTM
     backward, B=32: 9.8 vs 3.4 ms a block).
     """
+    t0 = time.perf_counter()
     a = a.T if trans_a else a
     b = b.T if trans_b else b
     out = buffers.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
     M = a.shape[0]
     n = min(get_num_threads(), M)
-    if n == 1 or M * a.shape[1] * b.shape[1] < _SPLIT_GEMM_MACS:
-        with serial_blas():
-            np.matmul(a, b, out=out)
-        return out
-    edges = [i * M // n for i in range(n + 1)]
-    parts = list(zip(edges[:-1], edges[1:], strict=True))
     with serial_blas():
-        run_parallel([lambda i=i, j=j: np.matmul(a[i:j], b, out=out[i:j]) for i, j in parts])
+        if n == 1 or M * a.shape[1] * b.shape[1] < _SPLIT_GEMM_MACS:
+            np.matmul(a, b, out=out)
+        else:
+            edges = [i * M // n for i in range(n + 1)]
+            parts = zip(edges[:-1], edges[1:], strict=True)
+            run_parallel([lambda i=i, j=j: np.matmul(a[i:j], b, out=out[i:j]) for i, j in parts])
+    _charge("gemm", t0)
     return out
 
 
