@@ -35,7 +35,8 @@ the torch backend's (the plain torch loop), ``--task`` at ``--step-shape``, proc
 
 ``--roofline`` adds two tables (bench_roofline.py): each side's matrix products in GFLOP/s
 against the machine's GEMM peak, and seqbench's train step split into its phases (recurrence
-kernels, GEMMs, the rest) with each phase's rate.
+kernels, GEMMs, the rest) with each phase's rate; with ``--train-step``, the whole step's
+phases (the rest then holds the head, loss, clipping and optimizer).
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--roofline",
         action="store_true",
-        help="also print GFLOP/s of the matrix products and their share of this machine's "
-        "GEMM peak",
+        help="also print the matrix products' GFLOP/s against this machine's GEMM peak and "
+        "seqbench's train step by phase (with --train-step: the phases)",
     )
     parser.add_argument(
         "--pairs",
@@ -352,7 +353,7 @@ def main(args) -> int:
     if not console.is_terminal:
         console.width = max(console.width, 160)  # a table in a log or pipe stays one line a row
     if args.train_step:
-        console.print(train_step_table(args, cells, dtypes, threads))
+        console.print(*train_step_tables(args, cells, dtypes, threads))
         return 0
     isolated = not args.same_process
     how = (
@@ -407,14 +408,16 @@ def main(args) -> int:
     return 0
 
 
-def train_step_table(args, cells, dtypes, threads):
-    """--train-step's table; every config is checked before a worker starts (one line)."""
+def train_step_tables(args, cells, dtypes, threads):
+    """--train-step's table, and with --roofline seqbench's step by phase; every config is
+    checked before a worker starts (one line)."""
     from rich.table import Table
 
+    from . import bench_roofline as rl
     from .config import RunConfig
 
-    if args.same_process or args.roofline:
-        raise ConfigError("--train-step times each side in its own process, without a roofline")
+    if args.same_process:
+        raise ConfigError("--train-step times each side in its own process")
     shape = args.step_shape or STEP_SHAPES.get(args.task, STEP_SHAPES["copy-task"])
     parts = str(shape).split(",")
     if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
@@ -436,12 +439,18 @@ def train_step_table(args, cells, dtypes, threads):
     )
     for col in ("cell", "dtype", "seqbench step ms", "torch step ms", "ratio"):
         table.add_column(col, justify="left" if col in ("cell", "dtype") else "right")
+    rows = []
     for cfg in cfgs:  # each worker builds its side's Trainer from the config
-        job = dict(cell=cfg.model, run=asdict(cfg), repeat=args.repeat, threads=threads)
+        job = dict(cell=cfg.model, run=asdict(cfg), repeat=args.repeat, threads=threads,
+                   phases=args.roofline)  # fmt: skip
         r = alternated(job, args.pairs, True, ("train",))
         table.add_row(cfg.model, cfg.dtype, _ms(r["seqbench_train"]), _ms(r["torch_train"]),
                       _ratio(r["ratio_train"], r.get("ratio_train_range")))  # fmt: skip
-    return table
+        rows.append(dict(r, cell=cfg.model, shape=(B, T, H), dtype=cfg.dtype, phase_gflop={}))
+    if not args.roofline:
+        return [table]
+    rest = "batch, head, loss, clipping, optimizer, Python"
+    return [table, rl.profile_table(rows, {}, _on(threads), rest)]
 
 
 def _ms(v):

@@ -154,19 +154,19 @@ def roofline_table(rows, peaks, threads, on):
     return table
 
 
-def profile_table(rows, peaks, on):
+def profile_table(rows, peaks, on, rest="Python, allocation, bias sums"):
     """Per case seqbench's train step by phase: ms, share of the step, and the phase's
-    matrix-product rate (share of the GEMM peak)."""
+    matrix-product rate (share of the GEMM peak) where the row counts its FLOPs; ``rest``: what
+    the rest holds, for the caption."""
     from rich.table import Table
 
     table = Table(
         title=f"where seqbench's train step goes, {on}",
         caption="ms a step (share of the step), then the phase's matrix products in GFLOP/s "
         "(share of the GEMM peak); recurrences: the time loops' kernels, gate math included; "
-        "GEMMs: input projection and weight gradients outside the loop; rest: Python, "
-        "allocation, bias sums",
+        f"GEMMs: input projection and weight gradients outside the loop; rest: {rest}",
     )
-    for col in ("cell", "B,T,I,H", "dtype"):
+    for col in ("cell", "B,T,I,H" if len(rows[0]["shape"]) == 4 else "B,T,H", "dtype"):
         table.add_column(col)
     for col in ("step ms", *PHASES):
         table.add_column(col, justify="right")
@@ -174,7 +174,7 @@ def profile_table(rows, peaks, on):
         ph = r.get("seqbench_phases")
         if not ph:
             continue
-        cells = [_phase_cell(ph[p], ph["step"], r["phase_gflop"].get(p), peaks[r["dtype"]])
+        cells = [_phase_cell(ph[p], ph["step"], r["phase_gflop"].get(p), peaks.get(r["dtype"]))
                  for p in PHASES]  # fmt: skip
         table.add_row(*_case(r), r["dtype"], f"{ph['step']:.2f}", *cells)
     return table

@@ -76,7 +76,12 @@ def _time_steps(job: dict, threads: int) -> dict:
     first = time.perf_counter() - t0
     step()
     out = {"side": job["side"], "threads": threads, "first_call_s": first}
-    return {**out, "train_ms": [1e3 * _timed(step) for _ in range(int(job["repeat"]))]}
+    out["train_ms"] = [1e3 * _timed(step) for _ in range(int(job["repeat"]))]
+    if job.get("phases") and job["side"] == "seqbench":  # after the timed calls
+        from .bench_roofline import phase_ms
+
+        out["phases_ms"] = phase_ms(step, int(job["repeat"]))
+    return out
 
 
 def main(argv=None) -> int:

@@ -257,6 +257,31 @@ def test_bench_train_step_times_the_runs_step_against_the_torch_backend(monkeypa
         assert "│ lstm │ float32 │ 2.00 │ 8.00 │ 4.00x [4.00-4.00] │" in text
 
 
+def test_bench_train_step_roofline_shows_the_seqbench_steps_phases(monkeypatch, capsys):
+    """--train-step --roofline: the seqbench workers are asked for phases, and their medians
+    over the pairs fill a table of the whole step's phases."""
+    import seqbench.bench as bench
+    from seqbench.bench_roofline import PHASES
+
+    def worker(job):
+        out = {"train_ms": [8.0 if job["side"] == "torch" else 2.0], "first_call_s": 0.1}
+        if job["side"] == "seqbench" and job["phases"]:
+            k = len([j for j in jobs if j["side"] == "seqbench"])  # 1.0, then 3.0 ms of rest
+            out["phases_ms"] = {**dict.fromkeys(PHASES[:3], 0.5), "rest": 2.0 * k + 1, "step": 4.0}
+        jobs.append(job)
+        return out
+
+    jobs = []
+    monkeypatch.setattr(bench, "run_worker", worker)
+    argv = ["bench", "--train-step", "--cells", "gru", "--step-shape", "4,3,8", "--repeat", "1",
+            "--pairs", "2", "--roofline"]  # fmt: skip
+    assert main(argv) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "where seqbench's train step goes" in text and "rest: batch, head, loss" in text
+    half = "0.50 (12%) │ " * 3
+    assert f"│ gru │ 4,3,8 │ float32 │ 4.00 │ {half}2.00 (50%) │" in text  # medians of the pairs
+
+
 @pytest.mark.parametrize("task", ["copy-task", "char-lm"])
 def test_bench_train_step_worker_runs_each_backend_alone(task):
     """A real worker per side: the seqbench side on the run's backend, torch on torch's;
@@ -269,9 +294,13 @@ def test_bench_train_step_worker_runs_each_backend_alone(task):
     cfg = RunConfig(task=task, model="elman", seq_len=2, batch_size=2, hidden_size=4)
     run = asdict(cfg.validated())
     for side in ["seqbench"] + (["torch"] if _torch() is not None else []):
-        r = run_worker(dict(cell="elman", run=run, repeat=2, threads=1, side=side))
+        r = run_worker(dict(cell="elman", run=run, repeat=2, threads=1, side=side, phases=True))
         assert r["side"] == side and r["threads"] == 1 and "fwd_ms" not in r
         assert len(r["train_ms"]) == 2 and min(r["train_ms"]) > 0
+        assert ("phases_ms" in r) == (side == "seqbench")  # torch's step has no phases
+        if side == "seqbench":
+            ph = r["phases_ms"]
+            assert ph["step"] > ph["rest"] > 0 and ph["forward recurrence"] > 0
 
 
 @pytest.mark.parametrize(
