@@ -164,7 +164,8 @@ def profile_table(rows, peaks, on, rest="Python, allocation, bias sums"):
         title=f"where seqbench's train step goes, {on}",
         caption="ms a step (share of the step), then the phase's matrix products in GFLOP/s "
         "(share of the GEMM peak); recurrences: the time loops' kernels, gate math included; "
-        f"GEMMs: input projection and weight gradients outside the loop; rest: {rest}",
+        "GEMMs: the products outside the loop through BLAS (input projection, weight gradients; "
+        f"in a whole step the head's where its products go to BLAS); rest: {rest}",
     )
     for col in ("cell", "B,T,I,H" if len(rows[0]["shape"]) == 4 else "B,T,H", "dtype"):
         table.add_column(col)
@@ -180,9 +181,12 @@ def profile_table(rows, peaks, on, rest="Python, allocation, bias sums"):
     return table
 
 
-def _phase_cell(ms, step_ms, gflop, peak):  # "3.50 (25%) 96.5 GFLOP/s (45%)"
+def _phase_cell(ms, step_ms, gflop, peak):  # "3.50 (25%) 96 GF/s (45%)"
     text = f"{ms:.2f} ({ms / step_ms:.0%})"
-    return text if gflop is None else f"{text} {_rate(gflop, ms, peak).replace(' (', ' GFLOP/s (')}"
+    if gflop is None or ms <= 0:
+        return text
+    rate = gflop / (ms / 1e3)
+    return f"{text} {rate:.0f} GF/s ({rate / peak:.0%})"
 
 
 def _case(r):
