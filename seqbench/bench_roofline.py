@@ -40,19 +40,19 @@ def gemm_flops(model, B, T, train=False) -> float:
 
 def phase_flops(model, B, T, fused_input) -> dict:
     """FLOPs of each phase of a train step (PHASES but the rest): every weight but W_ih is
-    used inside the time loop, once forward and once backward; W_ih's product runs in the
-    forward kernel where it is fused (small inputs), else as a GEMM; the weight gradients are
-    GEMMs."""
+    used inside the time loop, once forward and once backward; where the input is fused
+    (small and dense) the kernels also do W_ih's product (forward) and its weight gradient
+    (backward), else GEMMs do; the other weight gradients are GEMMs."""
     total, first_input = _weights(model)
     per = 2.0 * B * T
-    fwd = per * (total - first_input + (first_input if fused_input else 0))
-    bwd = per * (total - first_input)
+    inside = total - first_input + (first_input if fused_input else 0)
+    fwd = bwd = per * inside
     return {PHASES[0]: fwd, PHASES[1]: bwd, PHASES[2]: gemm_flops(model, B, T, True) - fwd - bwd}
 
 
 def case_phase_flops(model, cell, shape) -> dict:
     """phase_flops of a ``seqbench bench`` case (B, T, I, H) in GFLOP, on the numba backend
-    (its kernels fuse the projection of a dense input of at most FUSE_INPUT_MAX features)."""
+    (its kernels fuse a dense input of at most FUSE_INPUT_MAX features)."""
     from seqbench.kernels import config
 
     from .backends.cell_kernels import CELLS

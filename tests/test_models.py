@@ -245,6 +245,37 @@ def test_one_hot_path_is_taken_and_its_forward_is_the_gemms_exactly(rng, monkeyp
         np.testing.assert_allclose(g[k], g2[k], rtol=1e-5, atol=1e-6, err_msg=k)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru", "elman"])
+def test_small_dense_input_weight_gradient_is_summed_in_the_kernel(cell, rng, monkeypatch):
+    """A dense input of at most FUSE_INPUT_MAX features: the backward kernel sums x^T d per
+    block (no GEMM after the loop), and dW_ih equals the GEMM's; a one-hot input keeps its
+    scatter."""
+    from seqbench.kernels import config
+
+    import seqbench.backends.numba_cpu as nc
+
+    seen = []  # per layer's backward: whether dW_ih came from the kernel's partials
+    real = nc._input_wgrad
+    monkeypatch.setattr(nc, "_input_wgrad", lambda *a: seen.append(a[3] is not None) or real(*a))
+    model = _model((cell, {}), "numba", "float64", layers=2, I=7, H=5)  # layer 2: I = 5
+    x = rng.standard_normal((9, 4, 7))  # 9 rows: a block on each of two threads
+    y, tape = model.forward(x)
+    dy = rng.standard_normal(y.shape)
+    g = model.backward(tape, dy)
+    assert seen == [True, True]
+    with monkeypatch.context() as m:
+        m.setattr(config, "FUSE_INPUT_MAX", 0)  # as for a wide input: the GEMMs
+        y2, tape2 = model.forward(x)
+        g2 = model.backward(tape2, dy)
+    assert seen[2:] == [False, False]
+    for k in g:
+        np.testing.assert_allclose(g[k], g2[k], rtol=1e-12, atol=1e-13, err_msg=k)
+    seen.clear()
+    y3, tape3 = model.forward(_one_hot_x(rng, 9, 4, 7))
+    model.backward(tape3, dy)
+    assert seen == [True, False]  # backward runs top down: the dense layer 2, the one-hot 1
+
+
 @pytest.mark.parametrize(
     "row, one_hot",
     [([0, 1, 0], True), ([0, 0, 0], True), ([1, 1, 0], False), ([0, 2, 0], False),

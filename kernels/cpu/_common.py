@@ -22,7 +22,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from .. import config
-from ._simd import aligned_copy, pack_panels, tile_matmul
+from ._simd import aligned_copy, pack_panels, tile_matmul, wide_vectors
 
 _JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL, "nogil": True}
 
@@ -228,3 +228,29 @@ def accumulate(rows, out):  # out (float64) += sum of the rows of rows: (n, G)
         r = rows[i]
         for j in range(out.shape[0]):
             out[j] += r[j]
+
+
+@njit(**_JIT)
+def accumulate_outer(x, d, out):
+    """out (I, G) += x^T d for one step's rows, x (n, I), d (n, G): the weight gradient of a
+    small fused input, summed while the step's rows of d are still in L1. As one GEMM after
+    the loop (BLAS, skinny: I columns) it streamed all of d from memory again: 1.3-2.1 ms of
+    a 15 ms LSTM train step at (32, 100, 10, 128)."""
+    wide_vectors()
+    n, G = d.shape
+    I = x.shape[1]
+    b = 0
+    while b + 4 <= n:  # four rows of d stay in L1 while every row of out takes them
+        d0, d1, d2, d3 = at(d, b), at(d, b + 1), at(d, b + 2), at(d, b + 3)
+        for i in range(I):
+            a0, a1, a2, a3 = x[b, i], x[b + 1, i], x[b + 2, i], x[b + 3, i]
+            acc = at(out, i)
+            for g in range(G):
+                acc[g] += (a0 * d0[g] + a1 * d1[g]) + (a2 * d2[g] + a3 * d3[g])
+        b += 4
+    for r in range(b, n):
+        dr = at(d, r)
+        for i in range(I):
+            a, acc = x[r, i], at(out, i)
+            for g in range(G):
+                acc[g] += a * dr[g]

@@ -16,16 +16,20 @@ block goes to BLAS (cpu_runtime arranges BLAS on the calling thread).
     y:        [B, T, H]  a batch-first copy of h_seq to fill, or None
     rec:      [B, H]     scratch: h_{t-1} W_hh^T (+ the fused input)
 
-    elman_backward_rows(dh_out, dout_bt, h_seq, w_hh, use_relu, dpre, dh, norms, db,
-                        lo, hi, blas)
+    elman_backward_rows(dh_out, dout_bt, h_seq, w_hh, use_relu, dpre, dh, x, norms, db,
+                        dw_ih_t, lo, hi, blas)
     dh_out:   [T, B, H]  dL/dh_t arriving from the layer's consumers; [B, T, H] when dout_bt
     w_hh:     [H, H]     recurrent weights in torch's layout
     dpre:     [T, B, H]  dL/d(pre-activation); equals dL/dx_proj and dL/d(h W_hh^T + b_hh)
     dh:       [B, H]     dL/dh_T in (from the final state), dL/dh0 out
+    x:        [T, B, I]  the input, time-major, where its projection was fused (small I),
+                         or None
     norms:    [T]        each row's ||dL/dh_t|| (L2 over H, through time) added to norms[t]:
                          the block's partial sum; the caller sums the blocks and divides by B
     db:       [H]        float64, the column sums of the block's dpre rows added to it (the
                          bias gradient's partial sum), or None
+    dw_ih_t:  [I, H]     x^T dpre of the block's rows added to it (dW_ih^T's partial sum)
+                         where x is given, else None
 
 ``elman_forward(x_proj, w_hh_t, b_hh, h0, use_relu, h_seq)`` and ``elman_backward(dh_out,
 dh_last, h_seq, w_hh, use_relu, dpre, dh0, dh_norms)`` wrap the pair for the whole batch on
@@ -42,7 +46,17 @@ from numba import njit
 from .. import config
 from .._math import drelu_kernel, dtanh_kernel, relu_kernel, tanh_kernel
 from ._batch import batch_backward, batch_forward, batch_norms
-from ._common import accumulate, at, at2, copy_into, input_row, input_step, packed, rows_matmul
+from ._common import (
+    accumulate,
+    accumulate_outer,
+    at,
+    at2,
+    copy_into,
+    input_row,
+    input_step,
+    packed,
+    rows_matmul,
+)
 from ._simd import wide_vectors
 
 _JIT = {"fastmath": config.FASTMATH, "error_model": config.ERROR_MODEL, "nogil": True}
@@ -88,12 +102,16 @@ def _forward_row(xp, z, bias, use_relu, h):
 @njit(cache=config.CACHE, **_JIT)
 def elman_backward(dh_out, dh_last, h_seq, w_hh, use_relu, dpre, dh0, dh_norms):
     sums, B, blas = batch_backward(dh0, dh_last, w_hh, h_seq)  # dh0 carries dL/dh_t back
-    elman_backward_rows(dh_out, False, h_seq, w_hh, use_relu, dpre, dh0, sums, None, 0, B, blas)
+    elman_backward_rows(
+        dh_out, False, h_seq, w_hh, use_relu, dpre, dh0, None, sums, None, None, 0, B, blas
+    )
     batch_norms(sums, B, dh_norms)
 
 
 @njit(cache=config.CACHE, **_JIT)
-def elman_backward_rows(dh_out, dout_bt, h_seq, w_hh, use_relu, dpre, dh, norms, db, lo, hi, blas):
+def elman_backward_rows(
+    dh_out, dout_bt, h_seq, w_hh, use_relu, dpre, dh, x, norms, db, dw_ih_t, lo, hi, blas
+):
     """elman_backward for batch rows [lo, hi) (arguments: the module docstring)."""
     w_hh_p = packed(w_hh, hi - lo)  # the tiles' panels, once for all steps
     for t in range(h_seq.shape[0] - 1, -1, -1):
@@ -104,6 +122,8 @@ def elman_backward_rows(dh_out, dout_bt, h_seq, w_hh, use_relu, dpre, dh, norms,
         norms[t] = s
         if db is not None:
             accumulate(dpre[t, lo:hi], db)
+        if x is not None:
+            accumulate_outer(x[t, lo:hi], dpre[t, lo:hi], dw_ih_t)
         rows_matmul(at(dpre, t), w_hh_p, dh, lo, hi, blas)  # dL/dh_{t-1} = dpre_t W_hh
 
 

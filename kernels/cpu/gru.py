@@ -23,7 +23,7 @@ block goes to BLAS (cpu_runtime arranges BLAS on the calling thread).
     xrec:     [B, 3H]    scratch of the fused input (untouched when x_proj is given)
 
     gru_backward_rows(dh_out, dout_bt, gates, h_seq, h0, w_hh, dx_proj, dhn, dh, drec, direct,
-                      norms, db_ih, db_hn, lo, hi, blas)
+                      x, norms, db_ih, db_hn, dw_ih_t, lo, hi, blas)
     dh_out:   [T, B, H]  dL/dh_t from the consumers; [B, T, H] when dout_bt
     w_hh:     [3H, H]    recurrent weights in torch's layout
     dx_proj:  [T, B, 3H] dL/dx_proj = [dr, dz, dn]
@@ -33,11 +33,15 @@ block goes to BLAS (cpu_runtime arranges BLAS on the calling thread).
     drec:     [B, 3H]    scratch: dL/d(h_{t-1} W_hh^T + b_hh) of the step, the operand of
                          dL/dh_{t-1} = drec @ W_hh (forward's rec, in reverse)
     direct:   [B, H]     scratch: dL/dh_{t-1} through the z-gated skip
+    x:        [T, B, I]  the input, time-major, where its projection was fused (small I),
+                         or None
     norms:    [T]        each row's ||dL/dh_t|| (L2 over H) added to norms[t]: the block's
                          partial sum; the caller sums the blocks and divides by B
     db_ih:    [3H]       float64, the column sums of the block's dx_proj rows, and
     db_hn:    [H]        of its dhn rows, added to them (the bias gradients' partial sums:
                          bias_hh's are db_ih's r and z blocks and db_hn), or None
+    dw_ih_t:  [I, 3H]    x^T dx_proj of the block's rows added to it (dW_ih^T's partial sum)
+                         where x is given, else None
 
 ``gru_forward(x_proj, w_hh_t, b_hh, h0, gates, h_seq)`` and ``gru_backward(dh_out, dh_last,
 gates, h_seq, h0, w_hh, dx_proj, dhn, dh0, dh_norms)`` wrap the pair for the whole batch
@@ -56,6 +60,7 @@ from .._math import dsigmoid_kernel, dtanh_kernel, sigmoid_kernel, tanh_kernel
 from ._batch import batch_backward, batch_forward, batch_norms
 from ._common import (
     accumulate,
+    accumulate_outer,
     add_into,
     at,
     at2,
@@ -121,16 +126,16 @@ def gru_backward(dh_out, dh_last, gates, h_seq, h0, w_hh, dx_proj, dhn, dh0, dh_
     direct = np.empty(dh0.shape, dtype=h_seq.dtype)  # dL/dh_{t-1} through the z-gated skip
     sums, B, blas = batch_backward(dh0, dh_last, w_hh, h_seq)  # dh0 carries dL/dh_t back
     gru_backward_rows(
-        dh_out, False, gates, h_seq, h0, w_hh, dx_proj, dhn, dh0, drec, direct, sums, None,
-        None, 0, B, blas,
+        dh_out, False, gates, h_seq, h0, w_hh, dx_proj, dhn, dh0, drec, direct, None, sums,
+        None, None, None, 0, B, blas,
     )  # fmt: skip
     batch_norms(sums, B, dh_norms)
 
 
 @njit(cache=config.CACHE, **_JIT)
 def gru_backward_rows(
-    dh_out, dout_bt, gates, h_seq, h0, w_hh, dx_proj, dhn, dh, drec, direct, norms, db_ih,
-    db_hn, lo, hi, blas,
+    dh_out, dout_bt, gates, h_seq, h0, w_hh, dx_proj, dhn, dh, drec, direct, x, norms, db_ih,
+    db_hn, dw_ih_t, lo, hi, blas,
 ):  # fmt: skip
     """gru_backward for batch rows [lo, hi) (arguments: the module docstring)."""
     H = dh.shape[1]
@@ -148,6 +153,8 @@ def gru_backward_rows(
         if db_ih is not None:
             accumulate(dx_proj[t, lo:hi], db_ih)
             accumulate(dhn[t, lo:hi], db_hn)
+        if x is not None:
+            accumulate_outer(x[t, lo:hi], dx_proj[t, lo:hi], dw_ih_t)
         rows_matmul(drec, w_hh_p, dh, lo, hi, blas)
         for b in range(lo, hi):
             add_into(at(direct, b), at(dh, b))

@@ -21,16 +21,20 @@ block goes to BLAS (cpu_runtime arranges BLAS on the calling thread).
     y:        [B, T, H]  a batch-first copy of h_seq to fill, or None
     rec:      [B, 4H]    scratch: h_{t-1} W_hh^T (+ the fused input)
 
-    lstm_backward_rows(dh_out, dout_bt, gates, c_seq, c0, w_hh, dpre, dh, dc, norms, db,
-                       lo, hi, blas)
+    lstm_backward_rows(dh_out, dout_bt, gates, c_seq, c0, w_hh, dpre, dh, dc, x, norms, db,
+                       dw_ih_t, lo, hi, blas)
     dh_out:   [T, B, H]  dL/dh_t from the consumers; [B, T, H] when dout_bt
     w_hh:     [4H, H]    recurrent weights in torch's layout
     dpre:     [T, B, 4H] dL/d(gate pre-activations) = dL/dx_proj = dL/d(h W_hh^T + b_hh)
     dh, dc:   [B, H]     dL/dh_T, dL/dc_T in (from the final state), dL/dh0, dL/dc0 out
+    x:        [T, B, I]  the input, time-major, where its projection was fused (small I),
+                         or None
     norms:    [T]        each row's ||dL/dh_t|| (L2 over H) added to norms[t]: the block's
                          partial sum; the caller sums the blocks and divides by B
     db:       [4H]       float64, the column sums of the block's dpre rows added to it (the
                          bias gradient's partial sum), or None
+    dw_ih_t:  [I, 4H]    x^T dpre of the block's rows added to it (dW_ih^T's partial sum)
+                         where x is given, else None
 
 ``lstm_forward(x_proj, w_hh_t, b_hh, h0, c0, gates, c_seq, h_seq)`` and
 ``lstm_backward(dh_out, dh_last, dc_last, gates, c_seq, c0, w_hh, dpre, dh0, dc0, dh_norms)``
@@ -50,6 +54,7 @@ from .._math import dsigmoid_kernel, dtanh_kernel, sigmoid_kernel, tanh_kernel
 from ._batch import batch_backward, batch_forward, batch_norms
 from ._common import (
     accumulate,
+    accumulate_outer,
     at,
     at2,
     copy_into,
@@ -132,14 +137,14 @@ def lstm_backward(dh_out, dh_last, dc_last, gates, c_seq, c0, w_hh, dpre, dh0, d
     dc0[:] = dc_last  # dh0, dc0 carry dL/dh_t, dL/dc_t back through time
     sums, B, blas = batch_backward(dh0, dh_last, w_hh, gates)
     lstm_backward_rows(
-        dh_out, False, gates, c_seq, c0, w_hh, dpre, dh0, dc0, sums, None, 0, B, blas
+        dh_out, False, gates, c_seq, c0, w_hh, dpre, dh0, dc0, None, sums, None, None, 0, B, blas
     )
     batch_norms(sums, B, dh_norms)
 
 
 @njit(cache=config.CACHE, **_JIT)
 def lstm_backward_rows(
-    dh_out, dout_bt, gates, c_seq, c0, w_hh, dpre, dh, dc, norms, db, lo, hi, blas
+    dh_out, dout_bt, gates, c_seq, c0, w_hh, dpre, dh, dc, x, norms, db, dw_ih_t, lo, hi, blas
 ):
     """lstm_backward for batch rows [lo, hi) (arguments: the module docstring)."""
     H = dh.shape[1]
@@ -156,6 +161,8 @@ def lstm_backward_rows(
         norms[t] = s
         if db is not None:
             accumulate(dpre[t, lo:hi], db)
+        if x is not None:
+            accumulate_outer(x[t, lo:hi], dpre[t, lo:hi], dw_ih_t)
         rows_matmul(at(dpre, t), w_hh_p, dh, lo, hi, blas)  # dL/dh_{t-1} = dpre_t W_hh
 
 

@@ -18,8 +18,12 @@ CPU ``*_rows`` kernels take a few more (kernels/cpu/<cell>.py documents them): `
 ``weight_ih.T`` to project a small input inside the kernel (x_proj then None), ``bias`` =
 bias_ih + bias_hh for kernels that add both at once (x_proj then leaves bias_ih out), the
 scratch buffers, and, appended by cpu_runtime.run_blocks, per-block partial sums and lo, hi,
-blas. Shapes are tuples of dimension names, optionally with a factor ("4H"): T steps, B
-batch, G = rows of weight_ih, H = G // gates, O = width of the first state (the output).
+blas. Backward ``*_rows`` kernels that take ``x_fused`` (the input time-major, (T, B, I),
+for a small dense input; else an empty (T, B, 0)) add x^T d of the input_projection term's d
+into a per-block partial (I, G), appended after the partial sums: W_ih's gradient without a
+second pass over d. Shapes are tuples of dimension names, optionally with a factor ("4H"):
+T steps, B batch, G = rows of weight_ih, H = G // gates, O = width of the first state (the
+output).
 
 Weight gradients are a list of terms; both backends assemble them the same way:
 
@@ -182,6 +186,8 @@ class Cell:
         set_("grads_out", tuple(f"d{s}0" for s in self.states))  # dh0, dc0
         set_("pick_grads_out", picker(self.grads_out))
         set_("fused_input", "x" in self.forward.rows_args)  # the CPU kernel may project x
+        # ... and sum x^T d, W_ih's gradient, per block of rows (the input_projection term's d)
+        set_("fused_input_grad", "x_fused" in self.backward.rows_args)
         set_("product", picker(self.step_product))
         set_("product_back", picker(self.step_product[::-1]))
         # dimensions with a factor ("4H"), computed per call next to the plain ones
@@ -272,7 +278,7 @@ ELMAN = Cell(
     ),
     backward=Pass(
         args="dout dh_last h_seq weight_hh relu dpre dh0 dh_norms",
-        rows_args="dout batch_first h_seq weight_hh relu dpre dh0",
+        rows_args="dout batch_first h_seq weight_hh relu dpre dh0 x_fused",
         buffers={"dpre": ("T", "B", "H")},
         sums="dpre",
     ),
@@ -293,7 +299,7 @@ LSTM = Cell(
     ),
     backward=Pass(
         args="dout dh_last dc_last gates c_seq c0 weight_hh dpre dh0 dc0 dh_norms",
-        rows_args="dout batch_first gates c_seq c0 weight_hh dpre dh0 dc0",
+        rows_args="dout batch_first gates c_seq c0 weight_hh dpre dh0 dc0 x_fused",
         buffers={"dpre": ("T", "B", "G")},
         sums="dpre",
     ),
@@ -316,7 +322,7 @@ GRU = Cell(
     ),
     backward=Pass(
         args="dout dh_last gates h_seq h0 weight_hh dx_proj dhn dh0 dh_norms",
-        rows_args="dout batch_first gates h_seq h0 weight_hh dx_proj dhn dh0 drec direct",
+        rows_args="dout batch_first gates h_seq h0 weight_hh dx_proj dhn dh0 drec direct x_fused",
         buffers={"dx_proj": ("T", "B", "G"), "dhn": ("T", "B", "H")},  # dhn = dn * r
         # drec: dL/d(h_{t-1} W_hh^T + b_hh) of one step; direct: the z-gated skip's dL/dh_{t-1}
         scratch={"drec": ("B", "G"), "direct": ("B", "H")},

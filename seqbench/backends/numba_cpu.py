@@ -95,6 +95,24 @@ def _fused_input(x, w_ih):
     return np.ascontiguousarray(x), np.ascontiguousarray(w_ih.T)
 
 
+def _fused_input_grad(cell, v, blocks, G, dt):
+    """Sets v["x_fused"] for a kernel that sums W_ih's gradient itself: the time-major input
+    where it is dense and small (the forward fused its projection), else an empty (T, B, 0)
+    (one-hot inputs keep their scatter). -> the per-block partials of dW_ih^T, (blocks, I, G)
+    (I = 0 when unused; v["weight_ih.partial"] then None), or () for a cell without it."""
+    if not cell.fused_input_grad:
+        return ()
+    from seqbench.kernels import config
+
+    x_tm = v["x_tm"]
+    T, B, I = x_tm.shape
+    used = v["x_idx"] is None and I <= config.FUSE_INPUT_MAX
+    v["x_fused"] = x_tm if used else np.empty((T, B, 0), dtype=dt)
+    partial = np.zeros((blocks, I if used else 0, G), dtype=dt)
+    v["weight_ih.partial"] = partial if used else None
+    return (partial,)
+
+
 def _bias_grads(db, dtype):  # (blocks, G) float64 partial sums -> (G,)
     return db.sum(axis=0).astype(dtype)
 
@@ -179,12 +197,13 @@ def backward(plan, p, cache, dout, dstate_n, need_dx=True):
     blocks, blas = row_blocks(B, *cell.product_back(dims))
     part = np.zeros((len(blocks), T), dtype=dt)  # per block: sum over rows of ||dL/dh_t||
     sums = v["partial_sums"] = {n: np.zeros((len(blocks), v[n].shape[2])) for n in bw.sums}
+    wgrad = _fused_input_grad(cell, v, len(blocks), dims["G"], dt)
     run_blocks(
         _kernel(cell.module, "backward_rows"),
         blocks,
         blas,
         *args.pick(v),
-        per_block=(part, *sums.values()),
+        per_block=(part, *sums.values(), *wgrad),
     )
     g, dx = assemble_gradients(cell, _OPS, v, p, dims)
     dx = None if dx is None else dx.transpose(1, 0, 2)
@@ -202,11 +221,15 @@ def _input_grads(v, p, d):
     dx = None
     if v["need_dx"]:
         dx = gemm(dx_proj.reshape(T * B, G), p["weight_ih"]).reshape(T, B, -1)
-    return _input_wgrad(dx_proj, v["x_tm"], v["x_idx"]), _column_sums(v, d), dx
+    wgrad = _input_wgrad(dx_proj, v["x_tm"], v["x_idx"], v.get("weight_ih.partial"))
+    return wgrad, _column_sums(v, d), dx
 
 
-def _input_wgrad(d, x_tm, idx):
-    """dW_ih = sum_t d_t^T x_t: one GEMM, or for one-hot x (idx) a scatter of d's rows."""
+def _input_wgrad(d, x_tm, idx, partial=None):
+    """dW_ih = sum_t d_t^T x_t: the kernel's per-block partials of its transpose where it
+    summed them (``partial``), else one GEMM, or for one-hot x (idx) a scatter of d's rows."""
+    if partial is not None:
+        return np.ascontiguousarray(partial.sum(axis=0).T)
     if idx is None:
         return _wgrad(d, x_tm)
     T, B, G = d.shape
