@@ -76,16 +76,6 @@ def test_autoregressive_free_run_matches_reference(B, rng):
     np.testing.assert_allclose(oa, ob, rtol=0, atol=1e-12)
 
 
-@pytest.fixture
-def two_threads():
-    from seqbench.backends import cpu_runtime
-
-    old = cpu_runtime.get_num_threads()
-    cpu_runtime.set_num_threads(2)
-    yield
-    cpu_runtime.set_num_threads(old)
-
-
 # 1, 2: one series at a time, rows split over two threads meeting at a barrier each step
 # (N = 300 at 10%: enough nonzeros for two threads); 4, 8: one chunk, its units split over a
 # team of two threads (a barrier a step); 17, 40: chunks of 16 series per thread (the last

@@ -12,14 +12,6 @@ from seqbench.backends import cpu_runtime
 from seqbench.bench_roofline import PHASES, case_phase_flops, gemm_flops, phase_ms
 
 
-@pytest.fixture
-def two_threads():
-    before = cpu_runtime.get_num_threads()
-    cpu_runtime.set_num_threads(2)
-    yield
-    cpu_runtime.set_num_threads(before)
-
-
 def _step(model, x):
     y, tape = model.forward(x)
     model.backward(tape, np.ones_like(y), input_grad=False)

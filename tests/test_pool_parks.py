@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 import seqbench as sb
-from seqbench.backends import cpu_runtime
 from seqbench.config import RunConfig
 from seqbench.models.esn import build_esn
 from seqbench.train import Trainer
@@ -30,11 +29,8 @@ def cpu_while_asleep() -> float:
 
 
 @pytest.fixture(autouse=True)
-def two_threads():
-    before = cpu_runtime.get_num_threads()
-    cpu_runtime.set_num_threads(2)
+def _on_two_threads(two_threads):  # every test here: conftest's two_threads
     yield
-    cpu_runtime.set_num_threads(before)
 
 
 def _model_step(cell):
