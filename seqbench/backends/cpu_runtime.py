@@ -232,12 +232,14 @@ def block_means(part, B):  # (blocks, T) sums of ||dL/dh_t|| over each block's r
 
 
 # A GEMM at least this big (multiply-adds) is split by rows over seqbench's threads; smaller
-# ones run whole on the calling thread: handing half to a pool thread costs 80-200 us (its
-# wake-up on this VM), as much as the half saves below ~0.1 G multiply-adds. Weight gradients
-# dpre^T h, float32, 2 threads (Intel Xeon EMR 2 vCPU, medians of 25 interleaved calls, three
-# runs): 16M MACs split 0.63-0.70 ms against 0.51-0.55 whole; 42M 1.20-1.23 vs 1.04-1.10;
-# 84M 2.05-2.27 vs 1.84-2.15; 157M 2.68-4.18 vs 3.34-4.16; 210M 3.03-4.56 vs 3.39-5.49.
-_SPLIT_GEMM_MACS = 1 << 27
+# ones run whole on the calling thread: handing half to a pool thread costs 80-200 us when that
+# thread's vCPU has gone idle. Timed inside train steps (the pool thread just back from the
+# recurrence kernels), 2 threads, Intel EMR 2-vCPU VM, three thresholds interleaved, medians
+# of 23 steps, ms: LSTM 1,1000,1,64 (dW_hh 16M MACs) 4.12 / 3.91 / 4.00 at 2^18 / 2^25 /
+# 2^27; GRU 32,100,10,128 9.61 / 9.27 / 9.65; Elman 4.03 / 3.85 / 4.35; whole steps: copy-task
+# GRU 10.57 / 10.29 / 11.24, char-lm Elman 19.09 / 18.47 / 20.80. (GEMMs timed alone after
+# an idle pause favour one thread up to ~0.1 G MACs: that measures the idle wake-up.)
+_SPLIT_GEMM_MACS = 1 << 25
 
 
 def gemm(a, b, trans_a=False, trans_b=False):
