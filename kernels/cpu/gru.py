@@ -33,8 +33,8 @@ block goes to BLAS (cpu_runtime arranges BLAS on the calling thread).
     drec:     [B, 3H]    scratch: dL/d(h_{t-1} W_hh^T + b_hh) of the step, the operand of
                          dL/dh_{t-1} = drec @ W_hh (forward's rec, in reverse)
     direct:   [B, H]     scratch: dL/dh_{t-1} through the z-gated skip
-    x:        [T, B, I]  the input, time-major, where its projection was fused (small I),
-                         or None
+    x:        [T, B, I]  the input, time-major, where the kernel sums W_ih's gradient (a
+                         small dense input); else an empty [T, B, 0], or None
     norms:    [T]        each row's ||dL/dh_t|| (L2 over H) added to norms[t]: the block's
                          partial sum; the caller sums the blocks and divides by B
     db_ih:    [3H]       float64, the column sums of the block's dx_proj rows, and

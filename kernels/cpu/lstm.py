@@ -27,8 +27,8 @@ block goes to BLAS (cpu_runtime arranges BLAS on the calling thread).
     w_hh:     [4H, H]    recurrent weights in torch's layout
     dpre:     [T, B, 4H] dL/d(gate pre-activations) = dL/dx_proj = dL/d(h W_hh^T + b_hh)
     dh, dc:   [B, H]     dL/dh_T, dL/dc_T in (from the final state), dL/dh0, dL/dc0 out
-    x:        [T, B, I]  the input, time-major, where its projection was fused (small I),
-                         or None
+    x:        [T, B, I]  the input, time-major, where the kernel sums W_ih's gradient (a
+                         small dense input); else an empty [T, B, 0], or None
     norms:    [T]        each row's ||dL/dh_t|| (L2 over H) added to norms[t]: the block's
                          partial sum; the caller sums the blocks and divides by B
     db:       [4H]       float64, the column sums of the block's dpre rows added to it (the
